@@ -1,0 +1,101 @@
+"""One registry mechanism for data sets, backbones, layers, models and losses.
+
+A registry maps a name to a callable (a class or a factory function). Configs name components;
+``Registry.build(section)`` checks the section's keys against the callable's signature (so a
+mistyped key is an error that suggests the right one) and calls it.
+"""
+from __future__ import annotations
+
+import difflib
+import inspect
+from typing import Any, Callable, Iterable
+
+
+class ConfigError(ValueError):
+    """A user error in a configuration: unknown key, wrong type, unknown component name."""
+
+
+def closest(name: str, candidates: Iterable[str]) -> str | None:
+    """The candidate closest to ``name`` (difflib ratio >= 0.5), or None."""
+    matches = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.5)
+    return matches[0] if matches else None
+
+
+def suggestion(name: str, candidates: Iterable[str]) -> str:
+    """Return ``"; did you mean 'x'?"`` or a list of the valid names."""
+    candidates = sorted(candidates)
+    best = closest(name, candidates)
+    if best is not None:
+        return f"; did you mean '{best}'?"
+    return f"; valid: {', '.join(candidates)}" if candidates else ""
+
+
+class Registry:
+    """Name -> callable mapping with signature-checked construction."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._items: dict[str, Callable[..., Any]] = {}
+
+    def register(self, name: str | None = None) -> Callable[[Callable], Callable]:
+        """Decorator: ``@MODELS.register("bot")``; the name defaults to the object's name."""
+
+        def deco(obj: Callable) -> Callable:
+            key = name or obj.__name__
+            if key in self._items and self._items[key] is not obj:
+                raise KeyError(f"{self.kind} '{key}' is registered twice")
+            self._items[key] = obj
+            return obj
+
+        return deco
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._items
+
+    def names(self) -> list[str]:
+        return sorted(self._items)
+
+    def get(self, name: str) -> Callable[..., Any]:
+        if name not in self._items:
+            raise ConfigError(f"unknown {self.kind} '{name}'{suggestion(name, self._items)}")
+        return self._items[name]
+
+    def parameters(self, name: str) -> dict[str, inspect.Parameter]:
+        """The keyword parameters a config section may set for component ``name``."""
+        fn = self.get(name)
+        target = fn.__init__ if inspect.isclass(fn) else fn
+        params = inspect.signature(target).parameters
+        return {
+            k: p
+            for k, p in params.items()
+            if k != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        }
+
+    def defaults(self, name: str) -> dict[str, Any]:
+        """Default keyword values of component ``name`` (parameters without one are omitted)."""
+        return {
+            k: p.default for k, p in self.parameters(name).items() if p.default is not p.empty
+        }
+
+    def check_kwargs(self, name: str, kwargs: dict[str, Any], where: str = "") -> None:
+        """Raise ConfigError for an unknown keyword, naming the closest valid one."""
+        params = self.parameters(name)
+        prefix = f"{where}: " if where else ""
+        for key in kwargs:
+            if key not in params:
+                raise ConfigError(
+                    f"{prefix}unknown key '{key}' for {self.kind} '{name}'"
+                    f"{suggestion(key, params)}"
+                )
+
+    def build(self, name: str, *args: Any, where: str = "", **kwargs: Any) -> Any:
+        """Check ``kwargs`` against the signature of ``name`` and call it."""
+        self.check_kwargs(name, kwargs, where)
+        return self.get(name)(*args, **kwargs)
+
+
+DATASETS = Registry("dataset")
+BACKBONES = Registry("backbone")
+LAYERS = Registry("layer")
+MODELS = Registry("model")
+LOSSES = Registry("loss")
