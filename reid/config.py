@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import inspect
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -32,7 +33,7 @@ DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "output_dir": "outputs/run",
     "device": "auto",  # auto | cpu | cuda | cuda:N
-    "dataset": {"name": "synthetic", "root": "datasets"},  # component: DATASETS
+    "dataset": {"name": "synthetic"},  # component: DATASETS
     "input": {
         "size": [256, 128],  # (height, width) fed to the network
         "pixel_mean": [0.485, 0.456, 0.406],
@@ -101,6 +102,11 @@ DEFAULTS: dict[str, Any] = {
         "compile": False,
         "eval_before": False,  # evaluate the untrained model first (printed as 'before')
     },
+    "reference": {  # published numbers of this experiment, shown beside ours (percent)
+        "rank1": None,
+        "mAP": None,
+        "source": "",
+    },
     "test": {
         "batch_size": 128,
         "flip": False,  # average features of the image and its mirror
@@ -154,12 +160,27 @@ class Config(dict):
 # --------------------------------------------------------------------------------------- loading
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads ``1e-3``-style numbers (no dot, unsigned exponent) as floats."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
         with open(path) as f:
-            data = yaml.safe_load(f)
+            data = _yaml(f.read())
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML: {exc}") from None
     if data is None:
@@ -181,9 +202,10 @@ def _merge(base: dict, new: dict, origin: dict[str, str], source: str | None,
         if isinstance(value, dict):
             value = dict(value)
             replace = bool(value.pop("_delete_", False))
-            if (replace or not isinstance(out.get(key), dict)) and source is not None:
-                for k in [k for k in origin if k.startswith(path + ".")]:
-                    del origin[k]
+            if replace or not isinstance(out.get(key), dict):
+                if source is not None:
+                    for k in [k for k in origin if k.startswith(path + ".")]:
+                        del origin[k]
                 out[key] = _merge({}, value, origin, source, path + ".")
             else:
                 out[key] = _merge(out[key], value, origin, source, path + ".")
@@ -222,7 +244,7 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
         if not key or any(not part for part in key.split(".")):
             raise ConfigError(f"{CLI}: override '{item}' has an empty key")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = _yaml(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
         node = out
@@ -383,16 +405,15 @@ def _validate_component(key: str, section: Any, registry: Registry, origin: dict
         if k not in params:
             raise _unknown(sub, list(params) + [e for e in extra], _source(origin, sub, fallback),
                            f"key for {registry.kind} '{name}'")
+        p = params[k]
         if k in NESTED_COMPONENTS and isinstance(v, dict):
+            if "name" not in v and isinstance(p.default, dict):
+                v = {**p.default, **v}
             out[k] = _validate_component(sub, v, NESTED_COMPONENTS[k], origin, fallback)
             continue
-        p = params[k]
         _check_type(sub, v, _expected_types(p.default, p.annotation), _source(origin, sub, fallback),
                     None if p.default is p.empty else p.default)
         out[k] = v
-    missing = [k for k, p in params.items() if p.default is p.empty and k not in out]
-    if missing:
-        raise ConfigError(f"{where}: {registry.kind} '{name}' at '{key}' needs: {', '.join(missing)}")
     for k, nested in NESTED_COMPONENTS.items():
         if k in out and isinstance(out[k], dict) and "name" in out[k] and not isinstance(
             section.get(k), dict
@@ -410,6 +431,8 @@ def _validate_section(key: str, user: dict, schema: dict, origin: dict[str, str]
         if k not in schema:
             raise _unknown(sub, schema.keys(), where)
         if k in COMPONENT_SECTIONS and not key:
+            if isinstance(v, dict) and "name" not in v:
+                v = {**schema[k], **v}
             out[k] = _validate_component(sub, v, COMPONENT_SECTIONS[k], origin, fallback)
         elif k == "losses" and not key:
             if not isinstance(v, dict):

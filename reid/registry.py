@@ -11,7 +11,11 @@ import inspect
 from typing import Any, Callable, Iterable
 
 
-class ConfigError(ValueError):
+class UserError(Exception):
+    """An error caused by the user's input (config, data on disk, files); CLIs print it plainly."""
+
+
+class ConfigError(UserError, ValueError):
     """A user error in a configuration: unknown key, wrong type, unknown component name."""
 
 

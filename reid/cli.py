@@ -1,0 +1,33 @@
+"""Shared pieces of the command-line tools: user errors print one line, never a traceback."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable
+
+from reid.registry import UserError
+
+
+def run(main: Callable[[], int | None]) -> None:
+    """Run ``main``; a :class:`UserError` prints ``error: ...`` and exits 2, Ctrl-C exits 130."""
+    try:
+        code = main()
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code or 0)
+
+
+def config_parser(description: str) -> argparse.ArgumentParser:
+    """An argument parser with ``--config`` and trailing ``KEY=VALUE`` overrides."""
+    parser = argparse.ArgumentParser(
+        description=description,
+        epilog="Overrides: dotted KEY=VALUE pairs after the options, e.g. train.epochs=5 "
+        "model.backbone.name=resnet18 (values are parsed as YAML).",
+    )
+    parser.add_argument("--config", "-c", required=True, help="YAML config file (see configs/)")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+    return parser

@@ -1,0 +1,39 @@
+"""Process-group set-up for ``torchrun`` (NCCL on GPUs, gloo on CPU) and the training launcher."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+def world_info() -> tuple[int, int, int]:
+    """(rank, world_size, local_rank) from torchrun's environment (single process: 0, 1, 0)."""
+    return (int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
+            int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def init_distributed(device_spec: str) -> tuple[int, int]:
+    """Initialise the default process group when launched by torchrun; returns (rank, world)."""
+    rank, world, local = world_info()
+    if world > 1 and not dist.is_initialized():
+        use_cuda = torch.cuda.is_available() and device_spec != "cpu"
+        if use_cuda:
+            torch.cuda.set_device(local)
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    return rank, world
+
+
+def launch(cfg: Any, resume: str | None = None) -> dict[str, Any]:
+    """Train ``cfg`` in this process (one rank of a torchrun job, or alone) and return metrics."""
+    from .trainer import Trainer
+
+    rank, world = init_distributed(cfg.device)
+    if world > 1 and torch.cuda.is_available() and cfg.device in ("auto", "cuda"):
+        cfg.device = f"cuda:{world_info()[2]}"
+    try:
+        return Trainer(cfg, resume=resume, rank=rank, world_size=world).fit()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()

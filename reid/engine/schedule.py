@@ -1,0 +1,39 @@
+"""Learning-rate schedules: linear warmup, then multi-step, cosine or constant (per epoch)."""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+
+def lr_factor(epoch: int, schedule: Mapping[str, Any], base_lr: float, epochs: int) -> float:
+    """Multiplier of the base learning rate at ``epoch`` (0-based).
+
+    Warmup: linear from ``warmup_start_lr`` (absolute) to ``base_lr`` over ``warmup_epochs``, i.e.
+    ``lr(e) = start + (base - start) * e / warmup_epochs`` for ``e < warmup_epochs``. After it:
+    ``multistep`` multiplies by ``gamma`` at each milestone reached (``e >= m``); ``cosine`` anneals
+    from ``base_lr`` to ``min_lr`` over the remaining epochs; ``constant`` keeps ``base_lr``.
+    """
+    warmup = int(schedule["warmup_epochs"])
+    if epoch < warmup:
+        start = float(schedule["warmup_start_lr"]) / base_lr
+        return start + (1.0 - start) * epoch / warmup
+    name = schedule["name"]
+    if name == "multistep":
+        passed = sum(1 for m in schedule["milestones"] if epoch >= m)
+        return float(schedule["gamma"]) ** passed
+    if name == "cosine":
+        span = max(1, epochs - warmup)
+        t = min(1.0, (epoch - warmup) / span)
+        floor = float(schedule["min_lr"]) / base_lr
+        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * t))
+    if name == "constant":
+        return 1.0
+    from reid.registry import ConfigError, suggestion
+
+    raise ConfigError(f"unknown schedule.name '{name}'{suggestion(name, ['multistep', 'cosine', 'constant'])}")
+
+
+def set_lr(optimizer, factor: float) -> None:
+    """Set each parameter group's lr to ``factor * group['initial_lr']``."""
+    for group in optimizer.param_groups:
+        group["lr"] = group["initial_lr"] * factor

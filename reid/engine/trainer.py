@@ -1,0 +1,263 @@
+"""The one trainer: epoch loop, schedule, AMP, checkpoints, resume, periodic evaluation, logs."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from reid.config import Config, save_config
+from reid.data import build_dataset, build_train_loader
+from reid.losses import build_losses
+from reid.models import build_model
+from reid.registry import ConfigError
+
+from .checkpoint import CheckpointError, load_checkpoint, model_state, save_checkpoint
+from .evaluator import Evaluator, format_metrics
+from .optim import build_optimizer
+from .runlog import Scalars, setup_logger
+from .schedule import lr_factor, set_lr
+
+
+def resolve_device(spec: str) -> torch.device:
+    """``auto`` picks CUDA when available; ``cuda``/``cuda:N``/``cpu`` are taken as given."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device '{spec}' requested but CUDA is not available; use device=cpu")
+    try:
+        return torch.device(spec)
+    except RuntimeError:
+        raise ConfigError(f"device '{spec}' is not a valid torch device (auto, cpu, cuda, cuda:N)") from None
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU runs are then reproducible)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``train.amp`` (None: full precision)."""
+    if mode == "auto":
+        return torch.bfloat16 if device.type == "cuda" else None
+    if mode == "off":
+        return None
+    if mode in ("bf16", "fp16"):
+        return torch.bfloat16 if mode == "bf16" else torch.float16
+    raise ConfigError(f"train.amp must be auto, off, bf16 or fp16, got '{mode}'")
+
+
+class Trainer:
+    """Trains ``cfg.model`` on ``cfg.dataset`` and evaluates it.
+
+    Output folder (``cfg.output_dir``): ``config.yaml`` (resolved), ``log.txt``, ``tb/`` TensorBoard
+    events, ``checkpoints/last.pth`` and ``best.pth`` (atomic), ``metrics.json``.
+    """
+
+    def __init__(self, cfg: Config, resume: str | None = None, rank: int = 0, world_size: int = 1):
+        self.cfg = cfg
+        self.rank, self.world_size = rank, world_size
+        self.is_main = rank == 0
+        self.out = Path(cfg.output_dir)
+        self.log = setup_logger(self.out, rank)
+        if self.is_main:
+            save_config(cfg, self.out / "config.yaml")
+        seed_everything(int(cfg.seed))
+        self.device = resolve_device(cfg.device)
+        self.dataset = build_dataset(cfg)
+        if self.is_main:
+            self.log.info(self.dataset.summary())
+        self.model = build_model(cfg.model, self.dataset.num_train_ids).to(self.device)
+        if cfg.train.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.losses = build_losses(cfg.losses)
+        self.loader = build_train_loader(cfg, self.dataset, self.device, rank=rank, world_size=world_size)
+        self.optimizer = build_optimizer(cfg.optimizer, self.model)
+        self.amp = amp_dtype(cfg.train.amp, self.device)
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp == torch.float16 else None
+        self.forward_model = torch.compile(self.model) if cfg.train.compile else self.model
+        self.evaluator = Evaluator(cfg, self.dataset, self.device)
+        self.scalars = Scalars(self.out / "tb", rank)
+        self.start_epoch = 0
+        self.best: dict[str, Any] = {"mAP": -1.0, "epoch": -1}
+        self.history: list[dict[str, Any]] = []
+        self.before: dict[str, float] | None = None
+        if resume:
+            self.load(resume)
+
+    # ---------------------------------------------------------------------------- checkpoints
+
+    def state(self, epoch: int) -> dict[str, Any]:
+        return {
+            "model": model_state(self.model),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler else None,
+            "epoch": epoch,
+            "best": self.best,
+            "history": self.history,
+            "before": self.before,
+            "config": self.cfg.to_dict(),
+            "num_classes": self.dataset.num_train_ids,
+        }
+
+    def load(self, path: str) -> None:
+        """Resume from ``path`` (``auto``: this run's ``checkpoints/last.pth``)."""
+        if path == "auto":
+            path = str(self.out / "checkpoints" / "last.pth")
+        state = load_checkpoint(path, map_location=self.device)
+        if "optimizer" not in state or "epoch" not in state:
+            raise CheckpointError(f"{path}: holds model weights only; cannot resume training from it")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scaler and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.start_epoch = int(state["epoch"]) + 1
+        self.best = state.get("best", self.best)
+        self.history = state.get("history", [])
+        self.before = state.get("before")
+        self.log.info(f"=> resumed from {path} at epoch {self.start_epoch}")
+
+    def _save(self, name: str, epoch: int) -> None:
+        if self.is_main:
+            save_checkpoint(self.state(epoch), self.out / "checkpoints" / f"{name}.pth")
+
+    # ------------------------------------------------------------------------------- training
+
+    def fit(self) -> dict[str, Any]:
+        """Train from ``start_epoch`` to ``train.epochs``, evaluate, write ``metrics.json``."""
+        train = self.cfg.train
+        epochs = int(train.epochs)
+        if train.eval_before and self.before is None:
+            self.before = self.evaluate("before training")
+        metrics: dict[str, float] | None = None
+        last_eval = -1
+        for epoch in range(self.start_epoch, epochs):
+            self.train_epoch(epoch)
+            due = train.eval_period and (epoch + 1) % int(train.eval_period) == 0
+            if due or epoch == epochs - 1:
+                metrics = self.evaluate(f"epoch {epoch + 1}", step=epoch + 1)
+                last_eval = epoch
+                self.history.append({"epoch": epoch + 1, **metrics})
+                if metrics["mAP"] > self.best["mAP"]:
+                    self.best = {"epoch": epoch + 1, **metrics}
+                    self._save("best", epoch)
+            if (epoch + 1) % max(1, int(train.checkpoint_period)) == 0 or epoch == epochs - 1:
+                self._save("last", epoch)
+        if metrics is None or last_eval != epochs - 1:
+            metrics = self.evaluate("final")
+        return self.finish(metrics)
+
+    def finish(self, metrics: dict[str, float]) -> dict[str, Any]:
+        summary = {
+            "dataset": self.dataset.name,
+            "model": self.cfg.model.name,
+            "epochs": int(self.cfg.train.epochs),
+            "final": metrics,
+            "best": self.best,
+            "before": self.before,
+            "history": self.history,
+        }
+        if self.is_main:
+            tmp = self.out / "metrics.json.tmp"
+            tmp.write_text(json.dumps(summary, indent=2))
+            os.replace(tmp, self.out / "metrics.json")
+            if self.before is not None:
+                self.log.info(format_metrics(self.before, "before training"))
+            self.log.info(format_metrics(metrics, "final"))
+            self.log.info(f"=> outputs in {self.out}")
+        self.scalars.close()
+        return summary
+
+    def _autocast(self):
+        if self.amp is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp)
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        """One pass of the identity sampler; returns the epoch's mean loss terms."""
+        cfg = self.cfg
+        factor = lr_factor(epoch, cfg.schedule, float(cfg.optimizer.lr), int(cfg.train.epochs))
+        set_lr(self.optimizer, factor)
+        self.loader.set_epoch(epoch)
+        torch.manual_seed(int(cfg.seed) * 1000 + epoch)  # dropout etc.: a function of the epoch
+        self.model.train()
+        iters = len(self.loader)
+        if cfg.train.iters_per_epoch:
+            iters = min(iters, int(cfg.train.iters_per_epoch))
+        sums: dict[str, float] = {}
+        seen = 0
+        start = time.perf_counter()
+        bar = tqdm(total=iters, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", disable=not self.is_main,
+                   leave=False, dynamic_ncols=True)
+        lr = self.optimizer.param_groups[0]["lr"]
+        for it, batch in enumerate(self.loader):
+            if it >= iters:
+                break
+            with self._autocast():
+                outputs = self.forward_model(batch["images"])
+                total, parts = self.losses(outputs, batch)
+            if not torch.isfinite(total):
+                raise FloatingPointError(
+                    f"loss is {total.item()} at epoch {epoch + 1}, iteration {it + 1}; "
+                    "try a lower optimizer.lr or train.amp=off"
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.scaler:
+                self.scaler.scale(total).backward()
+                self.scaler.unscale_(self.optimizer)
+            else:
+                total.backward()
+            if cfg.train.grad_clip:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), float(cfg.train.grad_clip))
+            if self.scaler:
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                self.optimizer.step()
+            n = batch["images"].shape[0]
+            seen += n
+            values = {"loss": float(total.detach()), **{k: float(v) for k, v in parts.items()}}
+            for k, v in values.items():
+                sums[k] = sums.get(k, 0.0) + v
+            step = epoch * iters + it
+            elapsed = time.perf_counter() - start
+            bar.set_postfix(loss=f"{values['loss']:.3f}", lr=f"{lr:.2e}",
+                            img_s=f"{seen * self.world_size / max(elapsed, 1e-9):.0f}")
+            bar.update(1)
+            if self.is_main and (it + 1) % max(1, int(cfg.train.log_period)) == 0:
+                for k, v in values.items():
+                    self.scalars.add(f"train/{k}", v, step)
+                self.scalars.add("train/lr", lr, step)
+        bar.close()
+        done = max(1, min(iters, len(self.loader)))
+        means = {k: v / done for k, v in sums.items()}
+        elapsed = time.perf_counter() - start
+        if self.is_main:
+            terms = " ".join(f"{k} {v:.4f}" for k, v in means.items())
+            self.log.info(
+                f"epoch {epoch + 1}/{cfg.train.epochs} lr {lr:.2e} {terms} "
+                f"({seen * self.world_size / max(elapsed, 1e-9):.0f} img/s, {elapsed:.1f}s)"
+            )
+            self.scalars.add("epoch/loss", means.get("loss", math.nan), epoch + 1)
+        return means
+
+    # ----------------------------------------------------------------------------- evaluation
+
+    def evaluate(self, title: str = "eval", step: int | None = None) -> dict[str, float]:
+        metrics = self.evaluator.evaluate(self.model)
+        if self.is_main:
+            self.log.info(format_metrics(metrics, title))
+            if step is not None:
+                for k, v in metrics.items():
+                    self.scalars.add(f"eval/{k}", v, step)
+        return metrics
