@@ -1,0 +1,27 @@
+"""Small helpers shared by the attention layers."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def check_feature_map(x: torch.Tensor, channels: int, size: tuple[int, int] | None, name: str) -> None:
+    """Raise ValueError unless ``x`` is [B, channels, H, W] (and (H, W) == size when given)."""
+    if x.dim() != 4 or x.shape[1] != channels:
+        raise ValueError(f"{name}: expected input [B, {channels}, H, W], got {list(x.shape)}")
+    if size is not None and tuple(x.shape[2:]) != tuple(size):
+        raise ValueError(
+            f"{name}: built for {size[0]}x{size[1]} feature maps, got {x.shape[2]}x{x.shape[3]} "
+            "(its parameters depend on the map size: check the input image size and strides)"
+        )
+
+
+def conv_bn(in_ch: int, out_ch: int, relu: bool = True, eps: float = 1e-5) -> nn.Sequential:
+    """Conv1x1(in_ch -> out_ch, bias False) + BatchNorm2d (+ ReLU)."""
+    layers: list[nn.Module] = [
+        nn.Conv2d(in_ch, out_ch, kernel_size=1, bias=False),
+        nn.BatchNorm2d(out_ch, eps=eps),
+    ]
+    if relu:
+        layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
