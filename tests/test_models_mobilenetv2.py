@@ -7,7 +7,11 @@ import pytest
 import torch
 
 from reid.models.backbones.mobilenetv2 import (
-    MobileNetV2, WeightsError, _from_torchvision_names, default_weights_path, mobilenetv2,
+    MobileNetV2,
+    WeightsError,
+    _from_torchvision_names,
+    default_weights_path,
+    mobilenetv2,
 )
 
 
@@ -79,3 +83,11 @@ def test_real_imagenet_weights_when_fetched():
     # ImageNet features of a natural-looking smooth image are non-degenerate
     y = model(torch.rand(1, 3, 128, 64))
     assert torch.isfinite(y).all() and y.std() > 0
+
+
+def test_branch_stage_is_an_independent_copy_with_its_stride():
+    model = MobileNetV2(last_stride=2).eval()
+    branch = model.branch_stage("layer4", stride=1).eval()
+    x = torch.randn(1, 96, 8, 4)
+    assert branch(x).shape[2:] == (8, 4) and model.layer4(x).shape[2:] == (4, 2)
+    assert branch[0].conv[0].weight is not model.features[14].conv[0].weight

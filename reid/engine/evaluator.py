@@ -90,9 +90,7 @@ class Evaluator:
                 np.array([s.camid for s in query]), np.array([s.camid for s in gallery]),
                 max_rank=int(self.cfg.test.max_rank), protocol=self.dataset.protocol,
             )
-            row = {f"rank{k}": float(result.cmc[k - 1]) for k in REPORTED_RANKS if k <= len(result.cmc)}
-            row.update(mAP=float(result.mAP), mINP=float(result.mINP))
-            per_draw.append(row)
+            per_draw.append(result.summary(REPORTED_RANKS))
             if per_query:
                 tables.append(per_query_table(query, result))
         metrics = {k: float(np.mean([r[k] for r in per_draw])) for k in per_draw[0]}

@@ -74,7 +74,7 @@ class Trainer:
             save_config(cfg, self.out / "config.yaml")
         seed_everything(int(cfg.seed))
         self.device = resolve_device(cfg.device)
-        self.dataset = build_dataset(cfg)
+        self.dataset = build_dataset(cfg, verbose=False)
         if self.is_main:
             self.log.info(self.dataset.summary())
         self.model = build_model(cfg.model, self.dataset.num_train_ids).to(self.device)

@@ -14,6 +14,7 @@ Stage views for multi-branch builders (ResNet-like; 256x128 input):
 """
 from __future__ import annotations
 
+import copy
 import os
 import re
 from pathlib import Path
@@ -114,7 +115,20 @@ class MobileNetV2(nn.Module):
     def layer4(self) -> nn.Sequential:
         return self.stage("layer4")
 
+    def branch_stage(self, name: str, stride: int | None = None) -> nn.Module:
+        """A deep copy of stage ``name`` (independent parameters), its stride set when given."""
+        from .resnet import set_stage_stride
+
+        stage = copy.deepcopy(self.stage(name))
+        return set_stage_stride(stage, stride) if stride is not None else stage
+
+    has_fc = False
+
+    def drop_classifier(self) -> None:
+        """No classifier is built; kept for interface parity with ResNet."""
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[B,3,H,W] -> the last map [B,1280,h,w]."""
         return self.features(x)
 
 

@@ -1,0 +1,17 @@
+"""Shared network pieces: poolings, embedding heads (BNNeck, LAGA reduction, MGN conv reduction), inits."""
+from reid.models.heads.heads import (
+    HEADS,
+    BNNeckHead,
+    ConvReductionHead,
+    HeadOutput,
+    IdentityHead,
+    ReductionHead,
+    build_head,
+)
+from reid.models.heads.init import init_classifier, init_kaiming, init_laga
+from reid.models.heads.pooling import POOLINGS, GlobalPool, StripePool, build_pooling
+
+__all__ = [
+    "HEADS", "POOLINGS", "BNNeckHead", "ConvReductionHead", "GlobalPool", "HeadOutput", "IdentityHead",
+    "ReductionHead", "StripePool", "build_head", "build_pooling", "init_classifier", "init_kaiming", "init_laga",
+]

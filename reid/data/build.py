@@ -1,0 +1,140 @@
+"""Builders used by the engine: data set, training loader, test image store, test-time input."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from reid.registry import DATASETS
+
+from .datasets.base import ReidDataset, Sample
+from .sampler import PKSampler
+from .store import build_image_store
+from .transforms import BatchAugment
+from .transforms import to_input as _to_input
+
+#: With ``data.on_device: auto``, the training store moves to the GPU if it takes at most this
+#: fraction of the GPU's free memory.
+ON_DEVICE_FRACTION = 0.25
+
+
+def build_dataset(cfg: Any, verbose: bool = True) -> ReidDataset:
+    """``DATASETS.build`` of ``cfg.dataset``; prints ``dataset.summary()`` when ``verbose``."""
+    section = dict(cfg.dataset)
+    name = section.pop("name")
+    dataset = DATASETS.build(name, where="dataset", **section)
+    if verbose:
+        print(dataset.summary(), flush=True)
+    return dataset
+
+
+def _store_dir(cfg: Any) -> Path:
+    return Path(cfg.data.cache_dir).expanduser() / "stores"
+
+
+def _size(cfg: Any) -> tuple[int, int]:
+    return int(cfg.input.size[0]), int(cfg.input.size[1])
+
+
+def build_test_images(cfg: Any, samples: Sequence[Sample]) -> np.ndarray:
+    """uint8 [N, H, W, 3] (memory-mapped store) of ``samples`` at ``cfg.input.size``."""
+    return build_image_store([s.path for s in samples], _size(cfg), _store_dir(cfg),
+                             workers=int(cfg.data.workers), interpolation=str(cfg.input.interpolation))
+
+
+def to_input(images: Any, cfg: Any, device: torch.device | str | None = None) -> torch.Tensor:
+    """uint8 [B, H, W, 3] -> normalised float32 [B, 3, H, W] (on ``device``) with cfg's mean/std."""
+    return _to_input(images, cfg.input.pixel_mean, cfg.input.pixel_std, device)
+
+
+def _wants_device(on_device: Any, device: torch.device, nbytes: int) -> bool:
+    if on_device in (False, "false", "False"):
+        return False
+    if on_device in (True, "true", "True"):
+        return True
+    if device.type == "cpu":  # a tensor in RAM unless large: then the memory-mapped store
+        return nbytes <= 2 * 1024**3
+    try:
+        free, _ = torch.cuda.mem_get_info(device) if device.type == "cuda" else (0, 0)
+    except (RuntimeError, AssertionError):
+        free = 0
+    return nbytes <= ON_DEVICE_FRACTION * free
+
+
+class TrainLoader:
+    """Iterates P x K training batches: gather by index from the uint8 store, augment on device.
+
+    Yields ``{"images": float32 [B, 3, H, W], "pids": int64 [B], "camids": int64 [B]}`` (+
+    ``"masks"``: uint8 [B, H, W] when the data set has masks), all on ``device``. ``len()`` is
+    batches per epoch; ``set_epoch(e)`` makes the order and the augmentation a function of (seed, e).
+    """
+
+    def __init__(self, images: np.ndarray, pids: np.ndarray, camids: np.ndarray, sampler: PKSampler,
+                 augment: BatchAugment, device: torch.device | str, masks: np.ndarray | None = None,
+                 seed: int = 0, rank: int = 0, on_device: Any = "auto"):
+        self.device = torch.device(device)
+        self.sampler, self.augment = sampler, augment
+        self.seed, self.rank = int(seed), int(rank)
+        nbytes = images.nbytes + (masks.nbytes if masks is not None else 0)
+        self.on_device = _wants_device(on_device, self.device, nbytes)
+        if self.on_device:
+            self.images = torch.from_numpy(np.array(images)).to(self.device)
+            self.masks = torch.from_numpy(np.array(masks)).to(self.device) if masks is not None else None
+        else:
+            self.images, self.masks = images, masks  # memory-mapped; gathered per batch
+        self.pids = torch.as_tensor(np.asarray(pids), dtype=torch.int64, device=self.device)
+        self.camids = torch.as_tensor(np.asarray(camids), dtype=torch.int64, device=self.device)
+        self.generator = torch.Generator()
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+        self.sampler.set_epoch(epoch)
+        self.generator.manual_seed((self.seed * 1_000_003 + self.epoch * 7919 + self.rank * 104_729) % 2**63)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def _gather(self, store: Any, idx: np.ndarray) -> torch.Tensor:
+        if isinstance(store, torch.Tensor):
+            return store[torch.from_numpy(idx).to(self.device)]
+        batch = torch.from_numpy(np.ascontiguousarray(store[idx]))
+        if self.device.type == "cuda":
+            batch = batch.pin_memory()
+        return batch.to(self.device, non_blocking=True)
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        for idx in self.sampler:
+            images = self._gather(self.images, idx)
+            masks = self._gather(self.masks, idx) if self.masks is not None else None
+            x, m = self.augment(images, self.generator, masks)
+            t = torch.from_numpy(idx).to(self.device)
+            batch = {"images": x, "pids": self.pids[t], "camids": self.camids[t]}
+            if m is not None:
+                batch["masks"] = m
+            yield batch
+
+
+def build_train_loader(cfg: Any, dataset: ReidDataset, device: torch.device | str, rank: int = 0,
+                       world_size: int = 1) -> TrainLoader:
+    """The training loader of ``dataset.train`` per ``cfg.input/augment/sampler/data``."""
+    train = dataset.train
+    paths = [s.path for s in train]
+    workers = int(cfg.data.workers)
+    masks = None
+    if dataset.has_masks and all(s.mask is not None for s in train):
+        images, masks = build_image_store(paths, _size(cfg), _store_dir(cfg), workers=workers,
+                                          interpolation=str(cfg.input.interpolation),
+                                          masks=[s.mask for s in train])
+    else:
+        images = build_image_store(paths, _size(cfg), _store_dir(cfg), workers=workers,
+                                   interpolation=str(cfg.input.interpolation))
+    pids = np.array([s.pid for s in train], dtype=np.int64)
+    camids = np.array([s.camid for s in train], dtype=np.int64)
+    sampler = PKSampler(pids, int(cfg.sampler.num_ids), int(cfg.sampler.num_instances),
+                        seed=int(cfg.seed), rank=rank, world_size=world_size)
+    return TrainLoader(images, pids, camids, sampler, BatchAugment.from_config(cfg), device, masks=masks,
+                       seed=int(cfg.seed), rank=rank, on_device=cfg.data.on_device)
+

@@ -1,0 +1,29 @@
+"""DukeMTMC-reID: ``DukeMTMC-reID/{bounding_box_train,query,bounding_box_test}/PPPP_cC_fFFFFFFF.jpg``."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from reid.registry import DATASETS
+
+from .base import ReidDataset
+from .market import find_market_dir, read_market_layout
+
+DUKE_DIR = "DukeMTMC-reID"
+DUKE_PATTERN = re.compile(r"(?P<pid>-?\d+)_c(?P<cam>\d+)_f\d+")
+DUKE_FORMAT = "PPPP_cC_fFFFFFFF.jpg (e.g. 0001_c2_f0046182.jpg), cameras 1..8"
+DUKE_URL = "https://github.com/layumi/DukeMTMC-reID_evaluation (DukeMTMC-reID.zip)"
+
+
+def duke_hint(root: Path) -> str:
+    return (
+        f"expected {root}/{DUKE_DIR}/{{bounding_box_train,query,bounding_box_test}}/ with files named "
+        f"{DUKE_FORMAT}; DukeMTMC-reID: {DUKE_URL}; see docs/datasets.md"
+    )
+
+
+@DATASETS.register("dukemtmcreid")
+def dukemtmcreid(root: str = "datasets") -> ReidDataset:
+    """DukeMTMC-reID: 702 / 16,522 train, 702 / 2,228 query, 1,110 / 17,661 gallery, 8 cameras."""
+    base = find_market_dir(root, DUKE_DIR)
+    return read_market_layout(base, "dukemtmcreid", duke_hint(Path(root)), DUKE_PATTERN, DUKE_FORMAT)

@@ -1,0 +1,113 @@
+"""Decoded uint8 image stores: every image decoded and resized once, memory-mapped from disk.
+
+A store is ``<cache_dir>/<kind>-<key>.npy`` where ``key`` hashes the file list, the files' sizes
+and modification times, the target size and the interpolation; it is built once (thread pool of
+PIL decoders, tqdm progress bar), written atomically, and reused across epochs and runs.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from .datasets.base import DatasetError
+
+INTERPOLATIONS = {
+    "nearest": Image.NEAREST,
+    "bilinear": Image.BILINEAR,
+    "bicubic": Image.BICUBIC,
+    "lanczos": Image.LANCZOS,
+    "box": Image.BOX,
+}
+STORE_VERSION = 1
+
+
+def store_key(paths: Sequence[str], size: tuple[int, int], interpolation: str, kind: str) -> str:
+    """Hash of (files, their sizes and mtimes, size, interpolation, kind)."""
+    h = hashlib.sha1(f"{STORE_VERSION}|{kind}|{size[0]}x{size[1]}|{interpolation}|{len(paths)}".encode())
+    for p in paths:
+        try:
+            st = os.stat(p)
+        except OSError as exc:
+            raise DatasetError(f"{p}: cannot read image file ({exc.strerror})") from None
+        h.update(f"\n{os.path.abspath(p)}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
+
+
+def _decode(path: str, size: tuple[int, int], resample: int, mode: str) -> np.ndarray:
+    try:
+        with Image.open(path) as im:
+            if mode == "L":  # label map: keep the label values
+                im = im if im.mode in ("L", "P") else im.convert("L")
+            else:
+                im = im.convert("RGB")
+            if im.size != (size[1], size[0]):
+                im = im.resize((size[1], size[0]), resample)
+            return np.asarray(im, dtype=np.uint8)
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise DatasetError(f"{path}: cannot decode image ({exc})") from None
+
+
+def _build(paths: Sequence[str], size: tuple[int, int], cache_dir: str | os.PathLike, workers: int,
+           interpolation: str, kind: str) -> np.ndarray:
+    if interpolation not in INTERPOLATIONS:
+        raise DatasetError(f"unknown interpolation '{interpolation}'; valid: {', '.join(INTERPOLATIONS)}")
+    size = (int(size[0]), int(size[1]))
+    paths = [str(p) for p in paths]
+    mode = "L" if kind == "masks" else "RGB"
+    shape = (len(paths), *size) + (() if mode == "L" else (3,))
+    cache = Path(cache_dir)
+    cache.mkdir(parents=True, exist_ok=True)
+    target = cache / f"{kind}-{store_key(paths, size, interpolation, kind)}.npy"
+    if target.is_file():
+        try:
+            arr = np.load(target, mmap_mode="r")
+            if arr.shape == shape and arr.dtype == np.uint8:
+                return arr
+        except (OSError, ValueError):
+            pass  # a damaged store is rebuilt
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+    resample = INTERPOLATIONS[interpolation]
+
+    def work(i: int) -> None:
+        out[i] = _decode(paths[i], size, resample, mode)
+
+    try:
+        with ThreadPoolExecutor(max(1, int(workers))) as pool:
+            list(tqdm(pool.map(work, range(len(paths))), total=len(paths), leave=False,
+                      desc=f"decoding {len(paths)} {kind} to {size[0]}x{size[1]}", dynamic_ncols=True,
+                      disable=len(paths) < 256))
+        out.flush()
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return np.load(target, mmap_mode="r")
+
+
+def build_image_store(
+    paths: Sequence[str],
+    size: tuple[int, int],
+    cache_dir: str | os.PathLike,
+    workers: int = 4,
+    interpolation: str = "bilinear",
+    masks: Sequence[str] | None = None,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Images as a read-only memory-mapped uint8 array [N, H, W, 3] (``size`` = (H, W)).
+
+    With ``masks`` (label-map files parallel to ``paths``) returns ``(images, masks)`` where masks is
+    [N, H, W] uint8 resized with nearest neighbour. An unreadable file is a DatasetError naming it.
+    """
+    images = _build(paths, size, cache_dir, workers, interpolation, "images")
+    if masks is None:
+        return images
+    if len(masks) != len(paths):
+        raise ValueError(f"{len(masks)} mask files for {len(paths)} images")
+    return images, _build(masks, size, cache_dir, workers, "nearest", "masks")

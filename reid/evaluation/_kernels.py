@@ -1,0 +1,183 @@
+"""Optional numba kernels (``pip install reid[fast]``). ``HAVE_NUMBA`` tells whether they exist."""
+from __future__ import annotations
+
+import numpy as np
+
+try:  # pragma: no cover - exercised when numba is installed
+    import numba
+
+    HAVE_NUMBA = True
+    prange = numba.prange
+except ImportError:  # pragma: no cover
+    numba = None
+    HAVE_NUMBA = False
+    prange = range
+
+
+LINEAR_MAX = 48
+
+
+def _count_le_py(p, n, v):
+    """Number of entries of sorted ``p[:n]`` that are <= ``v`` (binary search)."""
+    lo = 0
+    hi = n
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if p[mid] <= v:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+_count_le = numba.njit(inline="always")(_count_le_py) if HAVE_NUMBA else _count_le_py
+
+
+def _market_stats_py(dist, qp, qc, gc, order, start, count, use_cam, npos, first, ap, ap_trap, inp):
+    """Per query: number of kept true matches, first-match rank, AP, trapezoidal AP, INP.
+
+    dist [Nq, Ng] (float32/64), qp/qc [Nq], gc [Ng], order [Ng] gallery indices grouped by pid,
+    start/count [Nq] the query pid's block in ``order``. Outputs [Nq] filled in place.
+    A negative precedes a true match when strictly closer (ties: the true match first).
+    """
+    nq, ng = dist.shape
+    for q in prange(nq):
+        c = count[q]
+        npos[q] = 0
+        first[q] = -1
+        ap[q] = 0.0
+        ap_trap[q] = 0.0
+        inp[q] = 0.0
+        if c == 0:
+            continue
+        pos = np.empty(c, dist.dtype)
+        same = np.empty(c, dist.dtype)
+        n = 0
+        for t in range(c):
+            v = dist[q, order[start[q] + t]]
+            same[t] = v
+            if not (use_cam and gc[order[start[q] + t]] == qc[q]):
+                pos[n] = v
+                n += 1
+        if n == 0:
+            continue
+        p = np.sort(pos[:n])
+        dmax = p[n - 1]
+        # hist[j]: negatives with exactly j true matches at or below their distance
+        hist = np.zeros(n + 1, np.int64)
+        row = dist[q]
+        if n <= LINEAR_MAX:
+            # one vectorisable counting pass per true match: below[t] = #{g: d_g < p_t}
+            prev = 0
+            for t in range(n):
+                thr = p[t]
+                cnt = 0
+                for g in range(ng):
+                    cnt += row[g] < thr
+                hist[t] = cnt - prev
+                prev = cnt
+        else:
+            for g in range(ng):
+                v = row[g]
+                if v < dmax:
+                    hist[_count_le(p, n, v)] += 1
+        # the counts above include the query's own pid (true matches and removed images)
+        for t in range(c):
+            v = same[t]
+            if v < dmax:
+                hist[_count_le(p, n, v)] -= 1
+        cum = 0
+        s_ap = 0.0
+        s_trap = 0.0
+        r = 0
+        for i in range(n):
+            cum += hist[i]
+            r = i + 1 + cum
+            prec = (i + 1.0) / r
+            s_ap += prec
+            old = i / (r - 1.0) if r > 1 else 1.0
+            s_trap += (old + prec) / 2.0
+            if i == 0:
+                first[q] = r
+        npos[q] = n
+        ap[q] = s_ap / n
+        ap_trap[q] = s_trap / n
+        inp[q] = n / r
+
+
+def _jaccard_rows_py(q_rows, vptr, vidx, vval, cptr, crow, cval, out):
+    """Jaccard distances out [B, Ng] between sparse encodings: rows ``q_rows`` of V (CSR vptr,
+    vidx, vval) against the gallery rows (CSC of V restricted to them: cptr, crow, cval)."""
+    nb, ng = out.shape
+    for b in prange(nb):
+        acc = out[b]
+        acc[:] = 0
+        i = q_rows[b]
+        for e in range(vptr[i], vptr[i + 1]):
+            k = vidx[e]
+            v = vval[e]
+            for t in range(cptr[k], cptr[k + 1]):
+                acc[crow[t]] += min(v, cval[t])
+        for j in range(ng):
+            acc[j] = 1 - acc[j] / (2 - acc[j])
+
+
+def _push_py(vals, idx, c, o, j):
+    """Insert (o, j) into row ``c`` of the ascending K-smallest lists vals/idx [C, K]."""
+    kk = vals.shape[1]
+    if o < vals[c, kk - 1]:
+        p = kk - 1
+        while p > 0 and vals[c, p - 1] > o:
+            vals[c, p] = vals[c, p - 1]
+            idx[c, p] = idx[c, p - 1]
+            p -= 1
+        vals[c, p] = o
+        idx[c, p] = j
+
+
+_push = numba.njit(inline="always")(_push_py) if HAVE_NUMBA else _push_py
+
+
+def _topk_cols_py(m, transposed, row_offset, vals, idx, colmax):
+    """Merge the columns of a block of D into running K-smallest lists of float32(D ** 2)
+    (vals/idx [C, K], ascending; ties: earlier row first) and running maxima colmax [C].
+    Column c's values are m[:, c], or m[c, :] when ``transposed``; entry r is D row
+    ``row_offset + r``. Selecting on the squares selects on O = squares / column maximum."""
+    kk = vals.shape[1]
+    if transposed:
+        ncols, nr = m.shape
+        for c in prange(ncols):
+            worst = vals[c, kk - 1]
+            mx = colmax[c]
+            for r in range(nr):
+                v = m[c, r]
+                o = np.float32(v * v)
+                mx = max(mx, o)
+                if o < worst:
+                    _push(vals, idx, c, o, row_offset + r)
+                    worst = vals[c, kk - 1]
+            colmax[c] = mx
+    else:
+        nr, ncols = m.shape
+        nblk = (ncols + 511) // 512
+        for b in prange(nblk):
+            c0 = b * 512
+            c1 = min(c0 + 512, ncols)
+            for r in range(nr):
+                for c in range(c0, c1):
+                    v = m[r, c]
+                    o = np.float32(v * v)
+                    if o > colmax[c]:
+                        colmax[c] = o
+                    if o < vals[c, kk - 1]:
+                        _push(vals, idx, c, o, row_offset + r)
+
+
+if HAVE_NUMBA:
+    topk_cols = numba.njit(parallel=True, cache=True, nogil=True)(_topk_cols_py)
+    market_stats = numba.njit(parallel=True, cache=True, nogil=True)(_market_stats_py)
+    jaccard_rows = numba.njit(parallel=True, cache=True, nogil=True)(_jaccard_rows_py)
+else:  # pragma: no cover
+    market_stats = None
+    jaccard_rows = None
+    topk_cols = None

@@ -1,0 +1,53 @@
+"""BoT baseline (Luo et al., "Bag of Tricks and a Strong Baseline for Deep Person Re-ID", 2019)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from reid.models.heads import BNNeckHead, GlobalPool, IdentityHead
+from reid.registry import BACKBONES, MODELS, ConfigError
+
+
+def build_backbone(spec: dict) -> nn.Module:
+    """A backbone from its config section ``{name: ..., **kwargs}``."""
+    spec = dict(spec)
+    name = spec.pop("name", None)
+    if not isinstance(name, str):
+        raise ConfigError(f"model.backbone needs a 'name' (one of {', '.join(BACKBONES.names())})")
+    return BACKBONES.build(name, where="model.backbone", **spec)
+
+
+@MODELS.register("bot")
+class BoT(nn.Module):
+    """Backbone -> pooling -> BNNeck -> classifier.
+
+    Training: ``{"logits": [B, num_classes], "features": [B, D]}`` (features before the BN, for the
+    triplet loss). Eval: ``{"features": [B, D]}`` (after the BN when ``neck_feat="after"``).
+    ``pooling``: avg | max | avgmax | gem; ``neck``: bnneck | none.
+    """
+
+    def __init__(self, num_classes: int, backbone: dict = {"name": "resnet50", "last_stride": 1},  # noqa: B006
+                 pooling: str = "avg", neck: str = "bnneck", neck_feat: str = "after"):
+        super().__init__()
+        self.backbone = build_backbone(backbone)
+        dim = int(self.backbone.feature_dim)
+        self.pool = GlobalPool(pooling)
+        if neck == "bnneck":
+            self.head: nn.Module = BNNeckHead(dim, num_classes, neck_feat)
+        elif neck == "none":
+            self.head = IdentityHead(dim, num_classes)
+        else:
+            raise ConfigError(f"model.neck must be 'bnneck' or 'none', got '{neck}'")
+        self.feature_dim = dim
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """x [B, 3, H, W] -> named outputs (see the class docstring)."""
+        out = self.head(self.pool(self.backbone(x)))
+        if self.training:
+            return {"logits": out.logits, "features": out.feature}
+        return {"features": out.test}
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        backbone = list(self.backbone.parameters())
+        ids = {id(p) for p in backbone}
+        return {"backbone": backbone, "new": [p for p in self.parameters() if id(p) not in ids]}

@@ -1,0 +1,112 @@
+"""Embedding heads: a pooled feature [B, C] -> (triplet feature, test feature, logits).
+
+* ``BNNeckHead`` (BoT): BN1d (bias frozen at 0) -> Linear(no bias, N(0, 0.001)); triplet on the
+  pre-BN feature, test feature after (``neck_feat="after"``) or before the BN.
+* ``ReductionHead`` (LAGA-Net): Linear(C -> D) -> BN1d -> LeakyReLU(0.1) -> Dropout(0.5), then
+  Linear(D -> num_classes); triplet on the D-dim embedding, test feature the input (before reduction).
+* ``ConvReductionHead`` (MGN): Conv1x1(C -> D) + BN + ReLU; triplet, test and classifier all on the
+  D-dim reduced feature.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from reid.models.heads.init import init_classifier, init_kaiming, init_laga
+from reid.registry import ConfigError, suggestion
+
+HEADS = ("bnneck", "reduction", "conv_reduction", "identity")
+
+
+class HeadOutput(NamedTuple):
+    """feature: for metric losses [B, D]; test: retrieval feature [B, D']; logits [B, N] or None."""
+
+    feature: torch.Tensor
+    test: torch.Tensor
+    logits: torch.Tensor | None
+
+
+class BNNeckHead(nn.Module):
+    """BNNeck: x [B, C] -> BN1d (no bias) -> classifier; ``neck_feat``: "after" | "before"."""
+
+    def __init__(self, in_dim: int, num_classes: int, neck_feat: str = "after"):
+        super().__init__()
+        if neck_feat not in ("after", "before"):
+            raise ConfigError(f"neck_feat must be 'after' or 'before', got '{neck_feat}'")
+        self.neck_feat = neck_feat
+        self.out_dim = in_dim
+        self.test_dim = in_dim
+        self.bn = nn.BatchNorm1d(in_dim)
+        self.bn.bias.requires_grad_(False)
+        init_kaiming(self.bn)
+        self.classifier = nn.Linear(in_dim, num_classes, bias=False)
+        init_classifier(self.classifier)
+
+    def forward(self, x: torch.Tensor) -> HeadOutput:
+        bn = self.bn(x)
+        logits = self.classifier(bn) if self.training else None
+        return HeadOutput(x, bn if self.neck_feat == "after" else x, logits)
+
+
+class ReductionHead(nn.Module):
+    """LAGA-Net: x [B, C] -> Linear(C -> D) -> BN1d -> LeakyReLU(0.1) -> Dropout(p) = e [B, D];
+    logits = Linear(D -> num_classes)(e); test feature = x."""
+
+    def __init__(self, in_dim: int, num_classes: int, dim: int = 1024, dropout: float = 0.5,
+                 negative_slope: float = 0.1):
+        super().__init__()
+        self.out_dim, self.test_dim = dim, in_dim
+        self.reduction = nn.Sequential(nn.Linear(in_dim, dim), nn.BatchNorm1d(dim),
+                                       nn.LeakyReLU(negative_slope, inplace=True), nn.Dropout(dropout))
+        self.reduction.apply(init_laga)
+        self.classifier = nn.Linear(dim, num_classes)
+        init_classifier(self.classifier)
+
+    def forward(self, x: torch.Tensor) -> HeadOutput:
+        if not self.training:
+            return HeadOutput(x, x, None)
+        e = self.reduction(x)
+        return HeadOutput(e, x, self.classifier(e))
+
+
+class ConvReductionHead(nn.Module):
+    """MGN: x [B, C] -> Conv1x1(C -> D, no bias) + BN + ReLU = r [B, D]; logits = Linear(D -> N)(r);
+    triplet and test feature r."""
+
+    def __init__(self, in_dim: int, num_classes: int, dim: int = 256):
+        super().__init__()
+        self.out_dim = self.test_dim = dim
+        self.reduction = nn.Sequential(nn.Conv2d(in_dim, dim, 1, bias=False), nn.BatchNorm2d(dim),
+                                       nn.ReLU(inplace=True))
+        self.reduction.apply(init_kaiming)
+        self.classifier = nn.Linear(dim, num_classes)
+        init_kaiming(self.classifier)
+        nn.init.normal_(self.classifier.weight, 0.0, 0.001)
+
+    def forward(self, x: torch.Tensor) -> HeadOutput:
+        r = self.reduction(x[:, :, None, None]).flatten(1)
+        return HeadOutput(r, r, self.classifier(r) if self.training else None)
+
+
+class IdentityHead(nn.Module):
+    """No embedding: x [B, C] -> Linear(C -> N) classifier; triplet and test feature x."""
+
+    def __init__(self, in_dim: int, num_classes: int):
+        super().__init__()
+        self.out_dim = self.test_dim = in_dim
+        self.classifier = nn.Linear(in_dim, num_classes)
+        init_classifier(self.classifier)
+
+    def forward(self, x: torch.Tensor) -> HeadOutput:
+        return HeadOutput(x, x, self.classifier(x) if self.training else None)
+
+
+def build_head(kind: str, in_dim: int, num_classes: int, **kwargs) -> nn.Module:
+    """A head by name: bnneck | reduction | conv_reduction | identity."""
+    table = {"bnneck": BNNeckHead, "reduction": ReductionHead, "conv_reduction": ConvReductionHead,
+             "identity": IdentityHead}
+    if kind not in table:
+        raise ConfigError(f"unknown head '{kind}'{suggestion(kind, table)}")
+    return table[kind](in_dim, num_classes, **kwargs)

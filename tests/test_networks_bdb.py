@@ -1,0 +1,141 @@
+"""BDB (Batch DropBlock network): outputs, one band dropped for the whole batch in training only,
+every configs/bdb config builds and trains a step at reduced size, the loss goes down."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from reid.config import load_config
+from reid.losses import build_losses
+from reid.models import build_model
+from reid.models.heads import IdentityHead
+from reid.registry import DATASETS
+
+ROOT = Path(__file__).resolve().parents[1]
+NET = "bdb"
+CONFIGS = sorted(p for p in (ROOT / "configs" / NET).rglob("*.yaml") if "_base_" not in p.parts)
+BODY_SETS = ("market1501", "dukemtmcreid", "cuhk03_labeled", "cuhk03_detected", "msmt17")
+STUB = "_stub_bdb_tests"
+R18 = {"name": "resnet18", "last_stride": 1, "pretrained": False}
+SIZE = (64, 32)
+
+if STUB not in DATASETS:
+    @DATASETS.register(STUB)
+    def _stub_dataset(root: str = "datasets"):  # a stand-in while reid/data registers no data set
+        raise NotImplementedError
+
+
+def build_optimizer(opt_cfg, model):
+    """The framework's optimiser builder; a plain Adam while reid.engine is not importable yet."""
+    try:
+        from reid.engine.optim import build_optimizer as build
+    except ImportError:
+        return torch.optim.Adam(model.parameters(), lr=opt_cfg.lr, weight_decay=opt_cfg.weight_decay)
+    return build(opt_cfg, model)
+
+
+def dataset_of(path: Path) -> str | None:
+    data = yaml.safe_load(path.read_text()) or {}
+    name = (data.get("dataset") or {}).get("name")
+    bases = data.get("_base_", [])
+    for base in [] if name else ([bases] if isinstance(bases, str) else bases):
+        name = dataset_of(path.parent / base) or name
+    return name
+
+
+def load(path: Path, *overrides: str):
+    stub = [] if dataset_of(path) in DATASETS else [f"dataset={{name: {STUB}, _delete_: true}}"]
+    return load_config(path, stub + list(overrides))
+
+
+def batch_of(n_ids: int = 2, k: int = 4, size=SIZE, seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    return {"images": torch.randn(n_ids * k, 3, *size, generator=g),
+            "pids": torch.arange(n_ids).repeat_interleave(k)}
+
+
+def test_outputs_train_and_eval():
+    torch.manual_seed(0)
+    model = build_model({"name": NET, "backbone": R18}, 5)
+    x = batch_of()["images"]
+    out = model.train()(x)
+    assert set(out) == {"logits", "features"}
+    assert [t.shape for t in out["logits"]] == [(8, 5), (8, 5)]
+    assert [t.shape for t in out["features"]] == [(8, 512), (8, 1024)]
+    with torch.no_grad():
+        ev = model.eval()(x)
+    assert set(ev) == {"features"} and ev["features"].shape == (8, 1536)
+    plain = build_model({"name": NET, "backbone": R18, "neck": "none"}, 5)
+    assert all(isinstance(h, IdentityHead) for h in plain.heads)
+
+
+def test_one_band_for_the_whole_batch_in_training_only():
+    torch.manual_seed(0)
+    model = build_model({"name": NET, "backbone": R18}, 5)
+    seen = {}
+    model.batch_drop.register_forward_hook(lambda m, args, out: seen.update(inp=args[0], out=out))
+    x = torch.rand(4, 3, 96, 32)  # layer4 map 6x2: a band of 2 rows
+    model.train()(x)
+    inp, out = seen["inp"], seen["out"]
+    dropped = (out == 0).all(dim=1).all(dim=-1)  # [B, H]: a whole row zero in every channel
+    assert dropped.sum(dim=1).tolist() == [2, 2, 2, 2]
+    assert (dropped == dropped[0]).all()  # the same rows for every sample
+    kept = ~dropped[0]
+    torch.testing.assert_close(out[:, :, kept], inp[:, :, kept])
+    model.eval()
+    with torch.no_grad():
+        model(x)
+    torch.testing.assert_close(seen["out"], seen["inp"])
+
+
+def test_resnet50_branch_sizes():
+    model = build_model({"name": NET, "backbone": {"name": "resnet50", "last_stride": 1}}, 751)
+    assert model.bottleneck.conv3.out_channels == 2048 and model.batch_drop.height_ratio == pytest.approx(1 / 3)
+    assert model.feature_dim == 1536
+
+
+def test_all_configs_present():
+    names = {p.relative_to(ROOT / "configs" / NET).as_posix() for p in CONFIGS}
+    assert {f"{d}.yaml" for d in BODY_SETS} <= names
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.relative_to(ROOT / "configs").as_posix())
+def test_config_builds_and_trains_a_step(path):
+    cfg = load(path)
+    assert cfg.model.name == NET and cfg.model.backbone.last_stride == 1 and cfg.input.size == [384, 128]
+    assert (cfg.sampler.num_ids, cfg.sampler.num_instances) == (32, 4)
+    assert cfg.optimizer.lr == pytest.approx(1e-3) and cfg.schedule.milestones == [200, 300]
+    assert cfg.schedule.warmup_epochs == 50 and cfg.train.epochs == 400
+    assert cfg.losses.triplet.soft_margin and cfg.losses.ce.epsilon == 0.1
+
+    small = load(path, "model.backbone={name: resnet18, pretrained: false}", f"input.size=[{SIZE[0]},{SIZE[1]}]")
+    torch.manual_seed(0)
+    model = build_model(small.model, 2)
+    losses = build_losses(small.losses)
+    optimizer = build_optimizer(small.optimizer, model)
+    batch = batch_of()
+    total, parts = losses(model.train()(batch["images"]), batch)
+    assert set(parts) == {"ce", "triplet"} and torch.isfinite(total)
+    optimizer.zero_grad()
+    total.backward()
+    optimizer.step()
+
+
+def test_loss_goes_down_on_a_repeated_batch():
+    cfg = load(ROOT / "configs" / NET / "market1501.yaml", "model.backbone={name: resnet18, pretrained: false}")
+    torch.manual_seed(0)
+    model = build_model(cfg.model, 2).train()
+    losses = build_losses(cfg.losses)
+    optimizer = build_optimizer(cfg.optimizer, model)
+    batch = batch_of()
+    values = []
+    for _ in range(6):
+        total, _ = losses(model(batch["images"]), batch)
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+        values.append(float(total.detach()))
+    assert values[-1] < 0.8 * values[0]

@@ -1,0 +1,228 @@
+"""LAG-Net: stream shapes, real part stripes, BA-DropBlock training-only, outputs; the attention
+feature regularisation (centre update and loss) against a direct slow implementation; every
+configs/lagnet config builds and trains a step at reduced size; the loss goes down."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from reid.config import load_config
+from reid.losses import build_losses
+from reid.losses.attention_reg import AttentionRegLoss
+from reid.models import build_model
+from reid.registry import DATASETS
+
+ROOT = Path(__file__).resolve().parents[1]
+NET = "lagnet"
+CONFIGS = sorted(p for p in (ROOT / "configs" / NET).rglob("*.yaml") if "_base_" not in p.parts)
+BODY_SETS = ("market1501", "dukemtmcreid", "cuhk03_labeled", "cuhk03_detected", "msmt17")
+STUB = "_stub_lagnet_tests"
+R18 = {"name": "resnet18", "last_stride": 1, "pretrained": False}
+SIZE = (64, 32)
+
+if STUB not in DATASETS:
+    @DATASETS.register(STUB)
+    def _stub_dataset(root: str = "datasets"):  # a stand-in while reid/data registers no data set
+        raise NotImplementedError
+
+
+def build_optimizer(opt_cfg, model):
+    """The framework's optimiser builder; a plain Adam while reid.engine is not importable yet."""
+    try:
+        from reid.engine.optim import build_optimizer as build
+    except ImportError:
+        return torch.optim.Adam(model.parameters(), lr=opt_cfg.lr, weight_decay=opt_cfg.weight_decay)
+    return build(opt_cfg, model)
+
+
+def dataset_of(path: Path) -> str | None:
+    data = yaml.safe_load(path.read_text()) or {}
+    name = (data.get("dataset") or {}).get("name")
+    bases = data.get("_base_", [])
+    for base in [] if name else ([bases] if isinstance(bases, str) else bases):
+        name = dataset_of(path.parent / base) or name
+    return name
+
+
+def load(path: Path, *overrides: str):
+    stub = [] if dataset_of(path) in DATASETS else [f"dataset={{name: {STUB}, _delete_: true}}"]
+    return load_config(path, stub + list(overrides))
+
+
+def batch_of(n_ids: int = 2, k: int = 4, size=SIZE, seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    return {"images": torch.randn(n_ids * k, 3, *size, generator=g),
+            "pids": torch.arange(n_ids).repeat_interleave(k)}
+
+
+# ----------------------------------------------------------------------------------- network
+
+
+def test_stream_sizes_at_384x128():
+    """Global stream at stride 2 (12x4), part and local-attention streams at stride 1 (24x8)."""
+    model = build_model({"name": NET, "backbone": R18}, 5).eval()
+    with torch.no_grad():
+        t = model.trunk(torch.zeros(1, 3, 384, 128))
+        assert t.shape[2:] == (24, 8)
+        assert model.global_stream(t).shape[2:] == (12, 4)
+        assert model.part_stream(t).shape[2:] == (24, 8) and model.la_stream(t).shape[2:] == (24, 8)
+
+
+def test_outputs_train_and_eval():
+    torch.manual_seed(0)
+    model = build_model({"name": NET, "backbone": R18}, 5)
+    assert model.head_names == ["la", "d", "gs", "ps", "p0", "p1", "p2"]
+    x = batch_of()["images"]
+    out = model.train()(x)
+    assert set(out) == {"logits", "triplet_features", "features", "parts"}
+    assert [t.shape for t in out["logits"]] == [(8, 5)] * 7
+    assert [t.shape for t in out["features"]] == [(8, 512)] * 7
+    assert [t.shape[1] for t in out["triplet_features"]] == [256, 256, 256, 256, 768]
+    assert out["parts"].shape == (8, 24, 512)
+    with torch.no_grad():
+        ev = model.eval()(x)
+    assert set(ev) == {"features"} and ev["features"].shape == (8, 3584)
+
+
+def test_part_branch_pools_real_stripes_and_drop_is_training_only():
+    torch.manual_seed(0)
+    model = build_model({"name": NET, "backbone": R18}, 5).eval()
+    x = torch.randn(2, 3, 96, 32)
+    with torch.no_grad():
+        v, parts = model.pooled(x)
+        t = model.trunk(x)
+        part = model.part_stream(t)  # [2, 512, 6, 2]: stripes of 2 rows
+        for i in range(3):
+            band = part[:, :, 2 * i:2 * i + 2]
+            torch.testing.assert_close(v[f"p{i}"], band.mean(dim=(2, 3)) + band.amax(dim=(2, 3)))
+        assert not torch.allclose(v["p0"], v["p1"])
+        f_la = model.la_stream(t)
+        torch.testing.assert_close(v["d"], 2 * f_la.amax(dim=(2, 3)))  # test: d = F_la
+        las = model.las(f_la)
+        torch.testing.assert_close(v["la"], las.global_feature)
+        torch.testing.assert_close(parts, las.parts)
+    model.train()
+    seen = {}
+    model.drop.register_forward_hook(lambda m, args, out: seen.update(inp=args[0], out=out))
+    model(x)
+    assert (seen["out"] == 0).any() and not torch.equal(seen["out"], seen["inp"])
+
+
+def test_las_pooling_option_and_no_drop_branch():
+    model = build_model({"name": NET, "backbone": R18, "las_pooling": "mul", "use_drop": False}, 5)
+    assert model.las.pooling == "mul" and model.drop is None
+    out = model.train()(batch_of()["images"])
+    assert len(out["logits"]) == 6 and len(out["triplet_features"]) == 4
+
+
+# --------------------------------------------------------------------------- attention reg
+
+
+def slow_attention_reg(parts: torch.Tensor, pids: torch.Tensor, centers: torch.Tensor, alpha: float,
+                       update: str) -> tuple[float, torch.Tensor]:
+    """Loops over samples: the loss with the centres as given, then the updated centres."""
+    b = parts.shape[0]
+    fs = []
+    for i in range(b):
+        x = parts[i].flatten().double()
+        x = torch.sign(x) * torch.sqrt(x.abs() + 1e-12)
+        fs.append(x / x.norm().clamp(min=1e-12))
+
+    def unit(c):
+        return c / c.norm().clamp(min=1e-12)
+
+    loss = sum(float(((fs[i] - unit(centers[pids[i]].double())) ** 2).sum()) for i in range(b)) / b
+    new = centers.clone().double()
+    for y in pids.unique().tolist():
+        idx = [i for i in range(b) if int(pids[i]) == y]
+        deltas = [fs[i] - unit(centers[y].double()) for i in idx]
+        new[y] += alpha * (sum(deltas) / len(deltas) if update == "mean" else deltas[-1])
+    return loss, new
+
+
+@pytest.mark.parametrize("update", ["mean", "last"])
+def test_attention_reg_matches_slow(update):
+    g = torch.Generator().manual_seed(1)
+    loss_fn = AttentionRegLoss(alpha=0.05, update=update).train()
+    pids = torch.tensor([0, 2, 2, 1, 0, 2])
+    centers = torch.zeros(4, 3 * 5, dtype=torch.float64)
+    for step in range(3):
+        parts = torch.randn(6, 3, 5, generator=g, requires_grad=True)
+        outputs = {"parts": parts, "logits": [torch.zeros(6, 4)]}
+        loss = loss_fn(outputs, {"pids": pids})
+        want_loss, centers = slow_attention_reg(parts.detach(), pids, centers, 0.05, update)
+        assert float(loss.detach()) == pytest.approx(want_loss, rel=1e-5, abs=1e-6)
+        torch.testing.assert_close(loss_fn.centers.double(), centers, rtol=1e-5, atol=1e-6)
+        if step == 0:
+            assert float(loss.detach()) == pytest.approx(1.0)  # zero centres: ||f||^2 = 1
+        loss.backward()
+        assert parts.grad is not None and not loss_fn.centers.requires_grad
+    assert loss_fn.centers.shape == (4, 15)  # num_classes from the logits width
+
+
+def test_attention_reg_eval_does_not_update_and_grows_with_pids():
+    loss_fn = AttentionRegLoss()
+    parts = torch.randn(4, 2, 3)
+    loss_fn.train()({"parts": parts}, {"pids": torch.tensor([0, 1, 0, 1])})
+    before = loss_fn.centers.clone()
+    loss_fn.eval()({"parts": parts}, {"pids": torch.tensor([0, 1, 0, 1])})
+    torch.testing.assert_close(loss_fn.centers, before)
+    loss_fn.train()({"parts": parts}, {"pids": torch.tensor([0, 5, 0, 1])})
+    assert loss_fn.centers.shape == (6, 6)
+    torch.testing.assert_close(loss_fn.centers[2:5], torch.zeros(3, 6))
+
+
+# --------------------------------------------------------------------------------- configs
+
+
+def test_all_configs_present():
+    names = {p.relative_to(ROOT / "configs" / NET).as_posix() for p in CONFIGS}
+    assert {f"{d}.yaml" for d in BODY_SETS} <= names
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.relative_to(ROOT / "configs").as_posix())
+def test_config_builds_and_trains_a_step(path):
+    cfg = load(path)
+    assert cfg.model.name == NET and cfg.input.size == [384, 128]
+    assert (cfg.sampler.num_ids, cfg.sampler.num_instances) == (8, 4)
+    assert cfg.optimizer.name == "adam" and cfg.optimizer.amsgrad and cfg.optimizer.lr == pytest.approx(2e-4)
+    assert cfg.schedule.milestones == [320, 380, 420] and cfg.schedule.gamma == 0.1 and cfg.train.epochs == 600
+    assert cfg.losses.ce.reduce == "mean" and cfg.losses.ce.weight == 1.0
+    assert cfg.losses.triplet.reduce == "mean" and cfg.losses.triplet.weight == 2.0
+    assert cfg.losses.triplet.margin == 1.2 and cfg.losses.triplet.input == "triplet_features"
+    assert cfg.losses.attention_reg.weight == 1.0 and cfg.losses.attention_reg.alpha == 0.05
+    assert cfg.test.flip and cfg.test.normalize and cfg.test.metric == "euclidean"
+    assert cfg.augment.erasing.prob == 0.5 and cfg.augment.color_jitter.prob == 0.0
+
+    small = load(path, "model.backbone={name: resnet18, pretrained: false}", f"input.size=[{SIZE[0]},{SIZE[1]}]")
+    torch.manual_seed(0)
+    model = build_model(small.model, 2)
+    losses = build_losses(small.losses)
+    optimizer = build_optimizer(small.optimizer, model)
+    batch = batch_of()
+    total, parts = losses(model.train()(batch["images"]), batch)
+    assert set(parts) == {"ce", "triplet", "attention_reg"} and torch.isfinite(total)
+    optimizer.zero_grad()
+    total.backward()
+    optimizer.step()
+
+
+def test_loss_goes_down_on_a_repeated_batch():
+    cfg = load(ROOT / "configs" / NET / "market1501.yaml", "model.backbone={name: resnet18, pretrained: false}",
+               "optimizer.lr=1e-3")
+    torch.manual_seed(0)
+    model = build_model(cfg.model, 2).train()
+    losses = build_losses(cfg.losses)
+    optimizer = build_optimizer(cfg.optimizer, model)
+    batch = batch_of()
+    values = []
+    for _ in range(6):
+        total, _ = losses(model(batch["images"]), batch)
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+        values.append(float(total.detach()))
+    assert values[-1] < 0.8 * values[0]
