@@ -101,6 +101,10 @@ DEFAULTS: dict[str, Any] = {
         "channels_last": False,
         "compile": False,
         "eval_before": False,  # evaluate the untrained model first (printed as 'before')
+        "sync_bn": False,  # DDP: batch-norm statistics over the global batch (SyncBN)
+        "gather_outputs": True,  # DDP: losses (triplet mining, CE) over the gathered global batch
+        "find_unused_parameters": False,  # DDP: for models with outputs no loss uses
+        "dtype": "float32",  # float32 | float64 (exact numerics checks, e.g. DDP equivalence; slow)
     },
     "reference": {  # published numbers of this experiment, shown beside ours (percent)
         "rank1": None,

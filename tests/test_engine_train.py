@@ -98,13 +98,17 @@ def test_train_then_test_cli(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     ck = tmp_path / "run" / "checkpoints" / "last.pth"
     res = run_tool("tools/test.py", "--config", "configs/quickstart.yaml", "--checkpoint", str(ck), "--flip",
-                   *tiny(tmp_path))
+                   "--save-ranks", "4", *tiny(tmp_path))
     assert res.returncode == 0, res.stderr[-2000:]
     assert "mAP" in res.stdout
     saved = json.loads((tmp_path / "run" / "test_metrics.json").read_text())
     assert saved["flip"] is True and 0 <= saved["metrics"]["mAP"] <= 1
     lines = (tmp_path / "run" / "per_query.csv").read_text().splitlines()
     assert lines[0] == "path,pid,camid,ap,first_match_rank" and len(lines) > 1
+    from PIL import Image
+
+    with Image.open(tmp_path / "run" / "ranked_lists.png") as fig:
+        assert fig.height > 4 * 32  # four query rows of 32-pixel-high images
 
 
 def test_summary_prints_parameter_counts(tmp_path):

@@ -17,7 +17,7 @@ class Tiny(torch.nn.Module):
 
     def forward(self, x):
         assert not self.training
-        return {"features": (x.mean(dim=(1, 2)) * self.w).repeat(1, 2) + x.mean()}
+        return {"features": (x.mean(dim=(1, 2)) * self.w).repeat(1, 2) + x.mean(dim=(1, 2, 3))[:, None]}
 
 
 def preprocess(batch):

@@ -6,8 +6,15 @@ import pytest
 import torch
 
 import reid.evaluation.rerank as rr_mod
-from reid.evaluation import FeatureReranker, aqe, compute_distance, evaluate_features, evaluate_rank, re_rank
-from reid.evaluation import re_rank_features
+from reid.evaluation import (
+    FeatureReranker,
+    aqe,
+    compute_distance,
+    evaluate_features,
+    evaluate_rank,
+    re_rank,
+    re_rank_features,
+)
 
 
 def dense_re_rank(q_g, q_q, g_g, k1=20, k2=6, lam=0.3):

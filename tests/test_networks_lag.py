@@ -161,6 +161,9 @@ def test_attention_reg_matches_slow(update):
         loss.backward()
         assert parts.grad is not None and not loss_fn.centers.requires_grad
     assert loss_fn.centers.shape == (4, 15)  # num_classes from the logits width
+    restored = AttentionRegLoss()
+    restored.load_state_dict(loss_fn.state_dict())  # a checkpointed table loads into a fresh loss
+    torch.testing.assert_close(restored.centers, loss_fn.centers)
 
 
 def test_attention_reg_eval_does_not_update_and_grows_with_pids():

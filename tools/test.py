@@ -30,6 +30,8 @@ def main() -> int:
     parser.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking (Zhong et al.)")
     parser.add_argument("--aqe", action="store_true", help="alpha query expansion")
     parser.add_argument("--output-dir", help="where to write test_metrics.json and per-query results")
+    parser.add_argument("--save-ranks", type=int, default=0, metavar="N",
+                        help="also save ranked_lists.png: top-10 gallery images of N queries")
     args = parser.parse_args()
     overrides = list(args.overrides)
     overrides += ["test.flip=true"] if args.flip else []
@@ -39,6 +41,7 @@ def main() -> int:
     from reid.config import load_config
     from reid.data import build_dataset
     from reid.engine import Evaluator, format_metrics, load_checkpoint, resolve_device
+    from reid.engine.evaluator import ranked_list_figure
     from reid.engine.checkpoint import CheckpointError
     from reid.models import build_model
 
@@ -71,6 +74,8 @@ def main() -> int:
         name = "per_query.csv" if len(per_query) == 1 else f"per_query_draw{i}.csv"
         table_path = out / name
         table_path.write_text(table)
+    if args.save_ranks:
+        print(f"=> wrote {ranked_list_figure(evaluator, str(out / 'ranked_lists.png'), args.save_ranks)}")
     print(f"=> wrote {out / 'test_metrics.json'} and per-query results")
     return 0
 

@@ -38,6 +38,7 @@ class Evaluator:
         self.samples = list(index)
         self.index = index
         self._images: np.ndarray | None = None
+        self.last_features: torch.Tensor | None = None  # of the latest evaluate() call
 
     @property
     def images(self) -> np.ndarray:
@@ -78,6 +79,7 @@ class Evaluator:
             feats = self.features(model)
         finally:
             model.train(was_training)
+        self.last_features = feats
         per_draw: list[dict[str, float]] = []
         tables: list[str] = []
         for query, gallery in self.draws:
@@ -98,6 +100,28 @@ class Evaluator:
             metrics.update({f"{k}_std": float(np.std([r[k] for r in per_draw])) for k in per_draw[0]})
             metrics["draws"] = len(per_draw)
         return (metrics, tables) if per_query else metrics
+
+
+def ranked_list_figure(evaluator: Evaluator, path: str, num_queries: int = 20, topk: int = 10) -> str:
+    """Save the first draw's ranked lists of ``num_queries`` evenly spaced queries as an image."""
+    from reid.visualize import save_ranked_lists
+
+    feats = evaluator.last_features
+    if feats is None:
+        raise RuntimeError("call evaluate() first")
+    query, gallery = evaluator.draws[0]
+    pick = np.linspace(0, len(query) - 1, num=min(num_queries, len(query))).astype(int)
+    qi = [evaluator.index[query[i]] for i in pick]
+    gi = [evaluator.index[s] for s in gallery]
+    dist = evaluator.distances(feats[qi].to(evaluator.device), feats[gi].to(evaluator.device))
+    images = evaluator.images
+    save_ranked_lists(
+        path, images[qi], images[gi], dist.cpu().numpy(),
+        np.array([query[i].pid for i in pick]), np.array([s.pid for s in gallery]),
+        np.array([query[i].camid for i in pick]), np.array([s.camid for s in gallery]),
+        topk=topk, ignore_same_camera=evaluator.dataset.protocol != "hands",
+    )
+    return path
 
 
 def per_query_table(query: list[Sample], result: Any) -> str:

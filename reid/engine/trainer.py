@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from tqdm import tqdm
 
 from reid.config import Config, save_config
@@ -22,6 +23,7 @@ from reid.registry import ConfigError
 
 from .checkpoint import CheckpointError, load_checkpoint, model_state, save_checkpoint
 from .evaluator import Evaluator, format_metrics
+from .gather import convert_sync_bn, gather_batch, gather_outputs
 from .optim import build_optimizer
 from .runlog import Scalars, setup_logger
 from .schedule import lr_factor, set_lr
@@ -57,6 +59,24 @@ def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
     raise ConfigError(f"train.amp must be auto, off, bf16 or fp16, got '{mode}'")
 
 
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+class _CastInput(torch.nn.Module):
+    """Runs ``model`` (float64) on float32 inputs and returns float32 outputs (evaluation)."""
+
+    def __init__(self, model: torch.nn.Module, dtype: torch.dtype):
+        super().__init__()
+        self.model, self.dtype = model, dtype
+
+    def forward(self, x: torch.Tensor) -> Any:
+        out = self.model(x.to(self.dtype))
+        if isinstance(out, dict):
+            return {k: v.float() if isinstance(v, torch.Tensor) and v.is_floating_point() else v
+                    for k, v in out.items()}
+        return out.float()
+
+
 class Trainer:
     """Trains ``cfg.model`` on ``cfg.dataset`` and evaluates it.
 
@@ -74,18 +94,41 @@ class Trainer:
             save_config(cfg, self.out / "config.yaml")
         seed_everything(int(cfg.seed))
         self.device = resolve_device(cfg.device)
+        self.distributed = world_size > 1 and dist.is_available() and dist.is_initialized()
+        # Under DDP, each node's local rank 0 builds the data set and the image store (cached on
+        # disk) while the other ranks wait; they then read the cache.
+        first = int(os.environ.get("LOCAL_RANK", rank)) == 0
+        if self.distributed and not first:
+            dist.barrier()
         self.dataset = build_dataset(cfg, verbose=False)
         if self.is_main:
             self.log.info(self.dataset.summary())
-        self.model = build_model(cfg.model, self.dataset.num_train_ids).to(self.device)
+        if cfg.train.dtype not in DTYPES:
+            raise ConfigError(f"train.dtype must be one of {sorted(DTYPES)}, got '{cfg.train.dtype}'")
+        self.dtype = DTYPES[cfg.train.dtype]
+        self.model = build_model(cfg.model, self.dataset.num_train_ids,
+                                 input_size=cfg.input.size).to(self.device, self.dtype)
+        if self.distributed and cfg.train.sync_bn:
+            self.model = convert_sync_bn(self.model, self.device)
         if cfg.train.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
         self.losses = build_losses(cfg.losses)
         self.loader = build_train_loader(cfg, self.dataset, self.device, rank=rank, world_size=world_size)
+        if self.distributed and first:
+            dist.barrier()
         self.optimizer = build_optimizer(cfg.optimizer, self.model)
         self.amp = amp_dtype(cfg.train.amp, self.device)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp == torch.float16 else None
-        self.forward_model = torch.compile(self.model) if cfg.train.compile else self.model
+        self.gather = self.distributed and bool(cfg.train.gather_outputs)
+        self.ddp: torch.nn.Module | None = None
+        if self.distributed:  # self.model stays the plain module (checkpoints, evaluation)
+            ids = [self.device.index] if self.device.type == "cuda" and self.device.index is not None else None
+            self.ddp = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=ids, find_unused_parameters=bool(cfg.train.find_unused_parameters))
+        wrapped = self.ddp if self.ddp is not None else self.model
+        self.forward_model = torch.compile(wrapped) if cfg.train.compile else wrapped
         self.evaluator = Evaluator(cfg, self.dataset, self.device)
         self.scalars = Scalars(self.out / "tb", rank)
         self.start_epoch = 0
@@ -203,9 +246,15 @@ class Trainer:
         for it, batch in enumerate(self.loader):
             if it >= iters:
                 break
+            if batch["images"].dtype != self.dtype:
+                batch = {**batch, "images": batch["images"].to(self.dtype)}
             with self._autocast():
                 outputs = self.forward_model(batch["images"])
-                total, parts = self.losses(outputs, batch)
+                if self.gather:  # every rank computes the loss of the global batch
+                    outputs = gather_outputs(outputs, batch["images"].shape[0])
+                    total, parts = self.losses(outputs, gather_batch(batch))
+                else:
+                    total, parts = self.losses(outputs, batch)
             if not torch.isfinite(total):
                 raise FloatingPointError(
                     f"loss is {total.item()} at epoch {epoch + 1}, iteration {it + 1}; "
@@ -227,6 +276,8 @@ class Trainer:
             n = batch["images"].shape[0]
             seen += n
             values = {"loss": float(total.detach()), **{k: float(v) for k, v in parts.items()}}
+            if self.distributed and not self.gather:  # local losses: log their mean over ranks
+                values = self._mean_over_ranks(values)
             for k, v in values.items():
                 sums[k] = sums.get(k, 0.0) + v
             step = epoch * iters + it
@@ -253,8 +304,23 @@ class Trainer:
 
     # ----------------------------------------------------------------------------- evaluation
 
+    def _eval_model(self) -> torch.nn.Module:
+        return self.model if self.dtype == torch.float32 else _CastInput(self.model, self.dtype)
+
+    def _mean_over_ranks(self, values: dict[str, float]) -> dict[str, float]:
+        t = torch.tensor(list(values.values()), dtype=torch.float64,
+                         device=self.device if dist.get_backend() == "nccl" else "cpu")
+        dist.all_reduce(t)
+        return dict(zip(values, (t / self.world_size).tolist()))
+
     def evaluate(self, title: str = "eval", step: int | None = None) -> dict[str, float]:
-        metrics = self.evaluator.evaluate(self.model)
+        """Metrics of the current model; under DDP rank 0 evaluates and broadcasts them."""
+        if self.distributed:
+            box: list[Any] = [self.evaluator.evaluate(self._eval_model()) if self.is_main else None]
+            dist.broadcast_object_list(box, src=0)
+            metrics = box[0]
+        else:
+            metrics = self.evaluator.evaluate(self._eval_model())
         if self.is_main:
             self.log.info(format_metrics(metrics, title))
             if step is not None:

@@ -33,6 +33,20 @@ def _count_le_py(p, n, v):
 _count_le = numba.njit(inline="always")(_count_le_py) if HAVE_NUMBA else _count_le_py
 
 
+def _count_below_py(row, thr):
+    """#{g: row[g] < thr}, accumulated in float32 (exact below 2**24 entries) so that the loop
+    vectorises as a float reduction."""
+    c = np.float32(0.0)
+    for g in range(row.shape[0]):
+        c += np.float32(1.0) if row[g] < thr else np.float32(0.0)
+    return c
+
+
+# reassociation lets LLVM vectorise the reduction; no "nnan": NaN distances compare as usual
+_FAST = {"reassoc", "nsz", "contract"}
+_count_below = numba.njit(fastmath=_FAST)(_count_below_py) if HAVE_NUMBA else _count_below_py
+
+
 def _market_stats_py(dist, qp, qc, gc, order, start, count, use_cam, npos, first, ap, ap_trap, inp):
     """Per query: number of kept true matches, first-match rank, AP, trapezoidal AP, INP.
 
@@ -66,14 +80,11 @@ def _market_stats_py(dist, qp, qc, gc, order, start, count, use_cam, npos, first
         # hist[j]: negatives with exactly j true matches at or below their distance
         hist = np.zeros(n + 1, np.int64)
         row = dist[q]
-        if n <= LINEAR_MAX:
+        if n <= LINEAR_MAX and ng < (1 << 24):
             # one vectorisable counting pass per true match: below[t] = #{g: d_g < p_t}
             prev = 0
             for t in range(n):
-                thr = p[t]
-                cnt = 0
-                for g in range(ng):
-                    cnt += row[g] < thr
+                cnt = np.int64(_count_below(row, p[t]))
                 hist[t] = cnt - prev
                 prev = cnt
         else:
@@ -173,7 +184,93 @@ def _topk_cols_py(m, transposed, row_offset, vals, idx, colmax):
                         _push(vals, idx, c, o, row_offset + r)
 
 
+def _expansion_py(nbr, k1n, khn, out, cnt, scratch):
+    """k-reciprocal expansion sets: out[i, :cnt[i]] (sorted, unique) = R(i, k1n) plus each
+    R(c, khn), c in R(i, k1n), that shares more than 2/3 of its members with R(i, k1n).
+    R(i, k) = {j in nbr[i, :k] : i in nbr[j, :k]}. out [N, k1n * (1 + khn)], scratch [N, khn]."""
+    n = nbr.shape[0]
+    for i in prange(n):
+        buf = out[i]
+        tmp = scratch[i]
+        nr1 = 0
+        for t in range(k1n):
+            j = nbr[i, t]
+            for u in range(k1n):
+                if nbr[j, u] == i:
+                    buf[nr1] = j
+                    nr1 += 1
+                    break
+        m = nr1
+        for t in range(nr1):
+            c = buf[t]
+            size = 0
+            inter = 0
+            for u in range(khn):
+                x = nbr[c, u]
+                for w in range(khn):
+                    if nbr[x, w] == c:
+                        tmp[size] = x
+                        size += 1
+                        for z in range(nr1):
+                            if buf[z] == x:
+                                inter += 1
+                                break
+                        break
+            if inter > (2.0 / 3.0) * size:
+                for u in range(size):
+                    buf[m] = tmp[u]
+                    m += 1
+        srt = np.sort(buf[:m])
+        u = 0
+        for t in range(m):
+            if t == 0 or srt[t] != srt[t - 1]:
+                buf[u] = srt[t]
+                u += 1
+        cnt[i] = u
+
+
+def _qe_count_py(nbr, k2, vptr, vidx, counts):
+    """Number of distinct columns in the union of the rows nbr[i, :k2] of CSR V, per i."""
+    n = nbr.shape[0]
+    for b in prange((n + 255) // 256):
+        mark = np.full(vptr.shape[0], -1, np.int64)
+        for i in range(b * 256, min(n, b * 256 + 256)):
+            c = 0
+            for t in range(k2):
+                r = nbr[i, t]
+                for e in range(vptr[r], vptr[r + 1]):
+                    if mark[vidx[e]] != i:
+                        mark[vidx[e]] = i
+                        c += 1
+            counts[i] = c
+
+
+def _qe_fill_py(nbr, k2, vptr, vidx, vval, optr, oidx, oval):
+    """Row i of the output CSR (optr from _qe_count) = mean of rows nbr[i, :k2] of CSR V."""
+    n = nbr.shape[0]
+    for b in prange((n + 255) // 256):
+        mark = np.full(vptr.shape[0], -1, np.int64)
+        acc = np.zeros(vptr.shape[0], np.float64)
+        for i in range(b * 256, min(n, b * 256 + 256)):
+            p = optr[i]
+            for t in range(k2):
+                r = nbr[i, t]
+                for e in range(vptr[r], vptr[r + 1]):
+                    col = vidx[e]
+                    if mark[col] != i:
+                        mark[col] = i
+                        oidx[p] = col
+                        p += 1
+                    acc[col] += vval[e]
+            for q in range(optr[i], optr[i + 1]):
+                oval[q] = acc[oidx[q]] / k2
+                acc[oidx[q]] = 0.0
+
+
 if HAVE_NUMBA:
+    expansion_sets = numba.njit(parallel=True, cache=True, nogil=True)(_expansion_py)
+    qe_count = numba.njit(parallel=True, cache=True, nogil=True)(_qe_count_py)
+    qe_fill = numba.njit(parallel=True, cache=True, nogil=True)(_qe_fill_py)
     topk_cols = numba.njit(parallel=True, cache=True, nogil=True)(_topk_cols_py)
     market_stats = numba.njit(parallel=True, cache=True, nogil=True)(_market_stats_py)
     jaccard_rows = numba.njit(parallel=True, cache=True, nogil=True)(_jaccard_rows_py)
@@ -181,3 +278,4 @@ else:  # pragma: no cover
     market_stats = None
     jaccard_rows = None
     topk_cols = None
+    expansion_sets = qe_count = qe_fill = None

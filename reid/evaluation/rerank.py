@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from reid.evaluation._kernels import HAVE_NUMBA, jaccard_rows, topk_cols
+from reid.evaluation._kernels import HAVE_NUMBA, expansion_sets, jaccard_rows, qe_count, qe_fill, topk_cols
 from reid.evaluation.distance import METRICS
 
 RowFn = Callable[[int, int], torch.Tensor]
@@ -77,6 +77,13 @@ def _expansion(nbr: torch.Tensor, k1: int, chunk: int = 2048) -> tuple[torch.Ten
     n = len(nbr)
     K1 = min(k1 + 1, nbr.shape[1])
     Kh = min(int(round(k1 / 2)) + 1, nbr.shape[1])
+    if HAVE_NUMBA:
+        out = np.empty((n, K1 * (1 + Kh)), np.int64)
+        cnt = np.empty(n, np.int64)
+        expansion_sets(np.ascontiguousarray(nbr.numpy()), K1, Kh, out, cnt, np.empty((n, Kh), np.int64))
+        indptr = torch.zeros(n + 1, dtype=torch.int64)
+        indptr[1:] = torch.cumsum(torch.from_numpy(cnt), 0)
+        return indptr, torch.from_numpy(out[np.arange(K1 * (1 + Kh))[None, :] < cnt[:, None]])
     nb1, nbh = nbr[:, :K1], nbr[:, :Kh]
     m1, mh = _reciprocal(nbr, K1), _reciprocal(nbr, Kh)
     sets = []
@@ -124,6 +131,15 @@ def _encode(indptr, indices, o_gather, nbr: torch.Tensor, k2: int):
     if k2 == 1:
         return indptr, indices, vals
     k2 = min(k2, nbr.shape[1])
+    if HAVE_NUMBA:
+        nb = np.ascontiguousarray(nbr[:, :k2].numpy())
+        counts = np.empty(n, np.int64)
+        qe_count(nb, k2, indptr.numpy(), indices.numpy(), counts)
+        optr = np.zeros(n + 1, np.int64)
+        optr[1:] = np.cumsum(counts)
+        oidx, oval = np.empty(optr[-1], np.int64), np.empty(optr[-1], np.float32)
+        qe_fill(nb, k2, indptr.numpy(), indices.numpy(), vals.numpy(), optr, oidx, oval)
+        return torch.from_numpy(optr), torch.from_numpy(oidx), torch.from_numpy(oval)
     out_ptr = torch.zeros(n + 1, dtype=torch.int64)
     out_idx, out_val = [], []
     chunk = max(1, (1 << 22) // max(k2 * int((indptr[1:] - indptr[:-1]).max()), 1))
@@ -276,12 +292,13 @@ def re_rank(q_g_dist, q_q_dist, g_g_dist, k1: int = 20, k2: int = 6, lambda_valu
         return _square32(d) / scale[i]
 
     def o_query(q_rows: torch.Tensor) -> torch.Tensor:
-        return _square32(qg[q_rows]) / scale[q_rows, None]
+        return _square32(qg[q_rows]).div_(scale[q_rows, None])
 
     rr = _Reranker(nbr, o_gather, o_query, nq, k1, k2, lambda_value)
     out = torch.empty(nq, ng, dtype=torch.float32)
-    for a in range(0, nq, chunk):
-        out[a:a + chunk] = rr.distances(torch.arange(a, min(a + chunk, nq)))
+    step = max(1, chunk // 4)  # output rows per step: small temporaries besides the output
+    for a in range(0, nq, step):
+        out[a:a + step] = rr.distances(torch.arange(a, min(a + step, nq)))
     return out.numpy() if as_numpy else out
 
 

@@ -45,6 +45,12 @@ class AttentionRegLoss(nn.Module):
         self.update, self.logits = update, logits
         self.register_buffer("centers", torch.zeros(0, 0))
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        key = prefix + "centers"
+        if key in state_dict:  # the table is sized lazily: take the saved shape
+            self.centers = torch.zeros_like(state_dict[key], device=self.centers.device)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def _infer_classes(self, outputs: dict, pids: torch.Tensor) -> int:
         n = self.num_classes
         if n <= 0:

@@ -375,7 +375,8 @@ def synthetic(
     """Synthetic Market-format set: ``num_ids`` training and ``num_test_ids`` test identities.
 
     Each identity is seen by 2+ cameras with 2+ images each. Test identities give ``query_per_id``
-    query images (one per distinct camera); the rest go to the gallery, with ``distractors`` (pid 0) and ``junk`` (pid -1) images. Generated once into
+    query images (one per distinct camera); the rest go to the gallery, with ``distractors`` (pid 0)
+    and ``junk`` (pid -1) images. Generated once into
     ``root/synthetic-<hash>/Market-1501-v15.09.15`` and read back by the Market-1501 parser.
     """
     if num_ids < 1 or num_test_ids < 1 or cameras < 2 or images_per_id < 4:

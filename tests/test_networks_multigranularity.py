@@ -1,0 +1,144 @@
+"""PCB, MGN and the multi-granularity attention-fusion network (configs/{pcb,mgn,fusion}): every
+config loads with its specified schedule, the networks have the specified heads and output shapes,
+and each distinct model section (ResNet-18 trunk, small images) runs one optimiser step on CPU."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from reid.config import load_config
+from reid.losses import build_losses
+from reid.models import build_model
+
+ROOT = Path(__file__).resolve().parents[1]
+FAMILIES = ("pcb", "mgn", "fusion")
+BODY = ("market1501", "dukemtmcreid", "cuhk03_labeled", "cuhk03_detected", "msmt17")
+RUNGS = ("fusion_1_baseline", "fusion_2_attention", "fusion_3_stripes2", "fusion_4_stripes3", "fusion_5_full")
+CONFIGS = sorted(p for f in FAMILIES for p in (ROOT / "configs" / f).rglob("*.yaml") if "_base_" not in p.parts)
+SIZE = (128, 64)  # ResNet-18: layer4 8x4 at stride 1, 4x2 at stride 2
+SMALL = ["model.backbone={name: resnet18, last_stride: 1, pretrained: false}", f"input.size=[{SIZE[0]},{SIZE[1]}]"]
+NUM_CLASSES = 5
+
+
+def rel(path: Path) -> str:
+    return path.relative_to(ROOT / "configs").as_posix()
+
+
+def build_small(path: Path):
+    cfg = load_config(path, SMALL)
+    torch.manual_seed(0)
+    return cfg, build_model(cfg.model, NUM_CLASSES, input_size=tuple(cfg.input.size))
+
+
+def test_all_configs_present():
+    names = {rel(p) for p in CONFIGS}
+    expected = {f"{f}/{d}.yaml" for f in FAMILIES for d in BODY}
+    expected |= {f"fusion/ablation/{r}.yaml" for r in RUNGS}
+    assert names == expected
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=rel)
+def test_config_loads_with_the_specified_schedule(path):
+    cfg = load_config(path)
+    family = rel(path).split("/")[0]
+    assert cfg.model.name == "multibranch" and cfg.model.backbone.name == "resnet50"
+    assert cfg.model.backbone.pretrained is True and cfg.input.size == [384, 128]
+    assert cfg.reference.source, "every config states where its reference numbers come from (or that none exist)"
+    if family == "pcb":
+        assert cfg.model.trunk == "layer4" and cfg.model.backbone.last_stride == 1
+        (branch,) = cfg.model.branches
+        assert branch.stripes == 6 and branch.head == "conv_reduction" and branch.head_dim == 256
+        assert set(cfg.losses) == {"ce"} and cfg.losses.ce.epsilon == 0.0
+        opt = cfg.optimizer
+        assert opt.name == "sgd" and opt.lr == pytest.approx(0.1) and opt.lr_mults == {"backbone": 0.1}
+        assert opt.momentum == 0.9 and opt.weight_decay == pytest.approx(5e-4)
+        assert cfg.schedule.milestones == [40] and cfg.schedule.gamma == 0.1 and cfg.train.epochs == 60
+        assert cfg.schedule.warmup_epochs == 0
+    else:
+        assert cfg.model.trunk == "layer3[0]"
+        assert cfg.losses.triplet.margin == 1.2 and set(cfg.losses) == {"ce", "triplet"}
+        assert cfg.optimizer.name == "adam" and cfg.optimizer.lr == pytest.approx(2e-4)
+        assert cfg.optimizer.weight_decay == pytest.approx(5e-4) and cfg.train.epochs == 400
+        assert cfg.test.flip is True
+        if family == "mgn":
+            assert cfg.schedule.milestones == [320, 380]
+            assert (cfg.sampler.num_ids, cfg.sampler.num_instances) == (16, 4)
+        else:
+            assert cfg.schedule.milestones == [320, 370]
+            assert cfg.sampler.num_ids * cfg.sampler.num_instances == 32
+    if path.parent.name != "ablation":  # every data set of a family uses the same network
+        market = load_config(ROOT / "configs" / family / "market1501.yaml")
+        assert cfg.model.to_dict() == market.model.to_dict()
+        assert cfg.dataset.name == path.stem
+
+
+def test_fusion_ladder_references():
+    refs = [load_config(ROOT / "configs" / "fusion" / "ablation" / f"{r}.yaml").reference for r in RUNGS]
+    assert (refs[-1].rank1, refs[-1].mAP) == (95.82, 88.42)
+    full = load_config(ROOT / "configs" / "fusion" / "market1501.yaml")
+    last = load_config(ROOT / "configs" / "fusion" / "ablation" / f"{RUNGS[-1]}.yaml")
+    assert last.model.to_dict() == full.model.to_dict()
+    plain = load_config(ROOT / "configs" / "fusion" / "ablation" / f"{RUNGS[0]}.yaml")
+    mgn = load_config(ROOT / "configs" / "mgn" / "market1501.yaml")
+    assert plain.model.to_dict() == mgn.model.to_dict()  # the baseline rung is plain MGN
+
+
+def test_pcb_outputs():
+    _, model = build_small(ROOT / "configs" / "pcb" / "market1501.yaml")
+    assert model.head_names == [f"part.p{k}" for k in range(1, 7)]
+    x = torch.randn(4, 3, *SIZE)
+    out = model.train()(x)
+    assert len(out["logits"]) == 6 and all(t.shape == (4, NUM_CLASSES) for t in out["logits"])
+    assert out["features"] == []  # CE only
+    model.eval()
+    with torch.no_grad():
+        assert model(x)["features"].shape == (4, 6 * 256)
+
+
+@pytest.mark.parametrize("family", ["mgn", "fusion"])
+def test_mgn_style_outputs(family):
+    _, model = build_small(ROOT / "configs" / family / "market1501.yaml")
+    assert model.head_names == ["global", "part2", "part2.p1", "part2.p2", "part3", "part3.p1", "part3.p2",
+                                "part3.p3"]
+    strides = [b.stages[-1][0].strided_convs()[0].stride for b in model.branches]  # layer4's stride
+    assert strides == [(2, 2), (1, 1), (1, 1)]
+    attention = [[type(m).__name__ for m in b.after] for b in model.branches]
+    assert attention == ([["CAM", "SAMRPE"]] * 3 if family == "fusion" else [[]] * 3)
+    x = torch.randn(4, 3, *SIZE)
+    out = model.train()(x)
+    assert len(out["logits"]) == 8 and all(t.shape == (4, NUM_CLASSES) for t in out["logits"])
+    assert len(out["features"]) == 3 and all(t.shape == (4, 256) for t in out["features"])
+    model.eval()
+    with torch.no_grad():
+        assert model(x)["features"].shape == (4, 8 * 256)  # 2,048-D test feature
+    assert model.test_dim == 2048
+
+
+#: one config per distinct model section (every data set shares its family's market1501 section)
+STEP_CONFIGS = [ROOT / "configs" / f for f in (
+    "pcb/market1501.yaml", "mgn/market1501.yaml", "fusion/market1501.yaml",
+    "fusion/ablation/fusion_2_attention.yaml", "fusion/ablation/fusion_3_stripes2.yaml",
+    "fusion/ablation/fusion_4_stripes3.yaml")]
+HEADS = {"pcb": (6, 0), "mgn": (8, 3), "fusion": (8, 3), "fusion_2_attention": (1, 1),
+         "fusion_3_stripes2": (4, 2), "fusion_4_stripes3": (8, 3)}
+
+
+@pytest.mark.parametrize("path", STEP_CONFIGS, ids=rel)
+def test_model_builds_and_trains_a_step(path):
+    build_optimizer = pytest.importorskip("reid.engine.optim", exc_type=ImportError).build_optimizer
+    cfg, model = build_small(path)
+    losses = build_losses(cfg.losses)
+    optimizer = build_optimizer(cfg.optimizer, model)
+    batch = {"images": torch.randn(8, 3, *SIZE), "pids": torch.arange(4).repeat_interleave(2)}
+    outputs = model.train()(batch["images"])
+    key = path.stem if path.parent.name == "ablation" else path.parent.name
+    assert (len(outputs["logits"]), len(outputs["features"])) == HEADS[key]
+    total, parts = losses(outputs, batch)
+    assert set(parts) == set(cfg.losses) and torch.isfinite(total)
+    before = [p.detach().clone() for p in model.parameters()]
+    optimizer.zero_grad()
+    total.backward()
+    optimizer.step()
+    assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters()))
