@@ -43,6 +43,7 @@ def peak_mb() -> float:
 def best_of(fn, repeats: int):
     best, out = float("inf"), None
     for _ in range(repeats):
+        out = None  # the previous result is not counted in the next run's peak memory
         t = time.perf_counter()
         out = fn()
         best = min(best, time.perf_counter() - t)

@@ -52,7 +52,7 @@ def main() -> int:
     dataset = build_dataset(cfg)
     print(dataset.summary())
     num_classes = int(state.get("num_classes", dataset.num_train_ids))
-    model = build_model(cfg.model, num_classes)
+    model = build_model(cfg.model, num_classes, input_size=cfg.input.size)
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as exc:

@@ -30,7 +30,7 @@ def main() -> int:
         from reid.models import build_model, summary
 
         dataset = build_dataset(cfg)
-        model = build_model(cfg.model, dataset.num_train_ids)
+        model = build_model(cfg.model, dataset.num_train_ids, input_size=cfg.input.size)
         print(summary(model))
         return 0
     from reid.engine.distributed import launch

@@ -47,12 +47,14 @@ class RGANet(nn.Module):
 
     def __init__(self, num_classes: int,
                  backbone: dict = {"name": "resnet50", "last_stride": 1},  # noqa: B006
-                 input_size: list = [256, 128],  # noqa: B006
+                 input_size: list | None = None,
                  use_spatial: bool = True, use_channel: bool = True, channel_ratio: int = 8,
                  spatial_ratio: int = 8, down_ratio: int = 8,
                  rga_stages: list = ["layer1", "layer2", "layer3", "layer4"],  # noqa: B006
                  neck_feat: str = "after"):
         super().__init__()
+        if input_size is None:
+            input_size = [256, 128]  # a direct call without a config; configs fill it from input.size
         if len(input_size) != 2 or not all(isinstance(v, int) and v > 0 for v in input_size):
             raise ConfigError(f"model.input_size must be [height, width], got {input_size}")
         unknown = [s for s in rga_stages if s not in STAGES]
