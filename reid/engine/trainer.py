@@ -114,7 +114,7 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
-        self.losses = build_losses(cfg.losses)
+        self.losses = build_losses(cfg.losses).to(self.device)
         self.loader = build_train_loader(cfg, self.dataset, self.device, rank=rank, world_size=world_size)
         if self.distributed and first:
             dist.barrier()
@@ -145,6 +145,7 @@ class Trainer:
             "model": model_state(self.model),
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler else None,
+            "losses": self.losses.state_dict(),  # e.g. LAG-Net's class centres
             "epoch": epoch,
             "best": self.best,
             "history": self.history,
@@ -164,11 +165,23 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scaler and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
+        if state.get("losses"):
+            self._load_loss_state(state["losses"], path)
         self.start_epoch = int(state["epoch"]) + 1
         self.best = state.get("best", self.best)
         self.history = state.get("history", [])
         self.before = state.get("before")
         self.log.info(f"=> resumed from {path} at epoch {self.start_epoch}")
+
+    def _load_loss_state(self, loss_state: dict[str, Any], path: str) -> None:
+        """Restore loss buffers (centres); buffers sized lazily take the saved shape."""
+        own = dict(self.losses.named_buffers())
+        for key, value in loss_state.items():
+            if key not in own:
+                raise CheckpointError(f"{path}: loss state '{key}' does not match the configured losses")
+            module_path, _, buffer = key.rpartition(".")
+            module = self.losses.get_submodule(module_path)
+            setattr(module, buffer, value.to(self.device))
 
     def _save(self, name: str, epoch: int) -> None:
         if self.is_main:
@@ -295,6 +308,9 @@ class Trainer:
         elapsed = time.perf_counter() - start
         if self.is_main:
             terms = " ".join(f"{k} {v:.4f}" for k, v in means.items())
+            missing = sum(getattr(m, "missing", 0) for m in self.losses.modules() if m is not self.losses)
+            if missing:
+                terms += f" (samples without a mask so far: {missing})"
             self.log.info(
                 f"epoch {epoch + 1}/{cfg.train.epochs} lr {lr:.2e} {terms} "
                 f"({seen * self.world_size / max(elapsed, 1e-9):.0f} img/s, {elapsed:.1f}s)"
