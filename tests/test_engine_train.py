@@ -68,7 +68,7 @@ def test_training_lowers_the_loss(tmp_path):
 
     def spy(outputs, batch):
         total, parts = original(outputs, batch)
-        losses.append(float(total))
+        losses.append(float(total.detach()))
         return total, parts
 
     trainer.losses = spy
@@ -86,8 +86,10 @@ def test_cli_user_errors_have_no_traceback(tmp_path):
     res = run_tool("tools/train.py", "--config", str(bad))
     assert res.returncode == 2
     assert "Traceback" not in res.stderr and "did you mean 'train.epochs'" in res.stderr
-    res = run_tool("tools/train.py", "--config", "configs/quickstart.yaml", "dataset.name=market1501",
-                   f"dataset.root={tmp_path}")
+    market = tmp_path / "market.yaml"
+    market.write_text(f"_base_: {ROOT / 'configs/quickstart.yaml'}\n"
+                      f"dataset: {{_delete_: true, name: market1501, root: {tmp_path}}}\n")
+    res = run_tool("tools/train.py", "--config", str(market))
     assert res.returncode == 2 and "Traceback" not in res.stderr and "bounding_box_train" in res.stderr
     res = run_tool("tools/test.py", "--config", "configs/quickstart.yaml", "--checkpoint", str(tmp_path / "x.pth"))
     assert res.returncode == 2 and "Traceback" not in res.stderr and "not found" in res.stderr

@@ -41,8 +41,8 @@ def main() -> int:
     from reid.config import load_config
     from reid.data import build_dataset
     from reid.engine import Evaluator, format_metrics, load_checkpoint, resolve_device
-    from reid.engine.evaluator import ranked_list_figure
     from reid.engine.checkpoint import CheckpointError
+    from reid.engine.evaluator import ranked_list_figure
     from reid.models import build_model
 
     cfg = load_config(args.config, overrides)

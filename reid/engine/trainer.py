@@ -145,7 +145,7 @@ class Trainer:
             "model": model_state(self.model),
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler else None,
-            "losses": self.losses.state_dict(),  # e.g. LAG-Net's class centres
+            "losses": self.losses.state_dict() if isinstance(self.losses, torch.nn.Module) else {},
             "epoch": epoch,
             "best": self.best,
             "history": self.history,
@@ -308,7 +308,8 @@ class Trainer:
         elapsed = time.perf_counter() - start
         if self.is_main:
             terms = " ".join(f"{k} {v:.4f}" for k, v in means.items())
-            missing = sum(getattr(m, "missing", 0) for m in self.losses.modules() if m is not self.losses)
+            modules = self.losses.modules() if isinstance(self.losses, torch.nn.Module) else []
+            missing = sum(getattr(m, "missing", 0) for m in modules if m is not self.losses)
             if missing:
                 terms += f" (samples without a mask so far: {missing})"
             self.log.info(

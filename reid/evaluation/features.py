@@ -35,7 +35,7 @@ def extract_features(
         for start in tqdm(range(0, n, batch_size), desc="features", disable=not progress,
                           leave=False, unit="batch"):
             chunk = images[start:start + batch_size]
-            batch = (chunk if isinstance(chunk, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(chunk)))
+            batch = (chunk if isinstance(chunk, torch.Tensor) else torch.from_numpy(np.array(chunk)))
             batch = batch.to(device, non_blocking=True)
             x = preprocess(batch)
             f = model(x)["features"].float()
