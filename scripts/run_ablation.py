@@ -45,7 +45,7 @@ def main() -> int:
     parser.add_argument("--out", default="ablation.md", help="Markdown table to write")
     parser.add_argument("--output-root", default="outputs/ablation", help="one run folder per rung under it")
     parser.add_argument("--retrain", action="store_true", help="train rungs that already have metrics.json")
-    args = parser.parse_args()
+    args = parser.parse_intermixed_args()
     configs = [c for c in args.configs if "=" not in c]
     overrides = [c for c in args.configs if "=" in c]
 
