@@ -9,10 +9,14 @@ import torch
 
 from reid.data import build_test_images, to_input
 from reid.data.datasets.base import ReidDataset, Sample
-from reid.evaluation import aqe, compute_distance, evaluate_rank, extract_features, re_rank
+from reid.evaluation import aqe, compute_distance, evaluate_features, evaluate_rank, extract_features, re_rank
+from reid.evaluation.rerank import FeatureReranker
 
 log = logging.getLogger("reid")
 
+#: Query x gallery sizes above this are evaluated chunk by chunk (MSMT17: 11,659 x 82,161), never as
+#: one dense matrix; re-ranking then uses the sparse feature-based form.
+DENSE_LIMIT = 60_000_000
 #: The ranks reported besides mAP and mINP.
 REPORTED_RANKS = (1, 5, 10)
 
@@ -67,6 +71,15 @@ class Evaluator:
             ))
         return dist
 
+    def evaluate_chunked(self, qf: torch.Tensor, gf: torch.Tensor, labels: tuple) -> Any:
+        """Chunked evaluation for large sets (bounded memory); sparse re-ranking when enabled."""
+        test = self.cfg.test
+        if test.aqe:
+            qf, gf = aqe(qf, gf)
+        dist_fn = FeatureReranker(qf, gf, metric=test.metric, device=self.device).distances if test.rerank else None
+        return evaluate_features(qf, gf, *labels, metric=test.metric, max_rank=int(test.max_rank),
+                                 protocol=self.dataset.protocol, device=self.device, dist_fn=dist_fn)
+
     def evaluate(self, model: torch.nn.Module, per_query: bool = False):
         """rank-1/5/10, mAP, mINP (means over draws, and ``*_std`` when there are several).
 
@@ -85,13 +98,14 @@ class Evaluator:
         for query, gallery in self.draws:
             qi = torch.tensor([self.index[s] for s in query])
             gi = torch.tensor([self.index[s] for s in gallery])
-            dist = self.distances(feats[qi].to(self.device), feats[gi].to(self.device))
-            result = evaluate_rank(
-                dist,
-                np.array([s.pid for s in query]), np.array([s.pid for s in gallery]),
-                np.array([s.camid for s in query]), np.array([s.camid for s in gallery]),
-                max_rank=int(self.cfg.test.max_rank), protocol=self.dataset.protocol,
-            )
+            labels = (np.array([s.pid for s in query]), np.array([s.pid for s in gallery]),
+                      np.array([s.camid for s in query]), np.array([s.camid for s in gallery]))
+            qf, gf = feats[qi].to(self.device), feats[gi].to(self.device)
+            if len(query) * len(gallery) <= DENSE_LIMIT:
+                result = evaluate_rank(self.distances(qf, gf), *labels, max_rank=int(self.cfg.test.max_rank),
+                                       protocol=self.dataset.protocol)
+            else:
+                result = self.evaluate_chunked(qf, gf, labels)
             per_draw.append(result.summary(REPORTED_RANKS))
             if per_query:
                 tables.append(per_query_table(query, result))
