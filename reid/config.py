@@ -101,6 +101,7 @@ DEFAULTS: dict[str, Any] = {
         "channels_last": False,
         "compile": False,
         "eval_before": False,  # evaluate the untrained model first (printed as 'before')
+        "select_on": "test",  # which metrics pick checkpoints/best.pth: test | val (held-out train images)
         "sync_bn": False,  # DDP: batch-norm statistics over the global batch (SyncBN)
         "gather_outputs": True,  # DDP: losses (triplet mining, CE) over the gathered global batch
         "find_unused_parameters": False,  # DDP: for models with outputs no loss uses

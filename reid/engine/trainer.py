@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from reid.config import Config, save_config
 from reid.data import build_dataset, build_train_loader
+from reid.data.datasets.base import ReidDataset
 from reid.losses import build_losses
 from reid.models import build_model
 from reid.registry import ConfigError
@@ -130,6 +131,7 @@ class Trainer:
         wrapped = self.ddp if self.ddp is not None else self.model
         self.forward_model = torch.compile(wrapped) if cfg.train.compile else wrapped
         self.evaluator = Evaluator(cfg, self.dataset, self.device)
+        self.val_evaluator = self._validation_evaluator()
         self.scalars = Scalars(self.out / "tb", rank)
         self.start_epoch = 0
         self.best: dict[str, Any] = {"mAP": -1.0, "epoch": -1}
@@ -203,9 +205,16 @@ class Trainer:
             if due or epoch == epochs - 1:
                 metrics = self.evaluate(f"epoch {epoch + 1}", step=epoch + 1)
                 last_eval = epoch
-                self.history.append({"epoch": epoch + 1, **metrics})
-                if metrics["mAP"] > self.best["mAP"]:
-                    self.best = {"epoch": epoch + 1, **metrics}
+                record = {"epoch": epoch + 1, **metrics}
+                score = metrics["mAP"]
+                if self.val_evaluator is not None:
+                    val = self.evaluate(f"epoch {epoch + 1} (validation)", step=epoch + 1,
+                                        evaluator=self.val_evaluator, tag="val")
+                    record["val"] = val
+                    score = val["mAP"]
+                self.history.append(record)
+                if score > self.best.get("score", self.best["mAP"]):
+                    self.best = {**record, "score": score, "selected_on": self.cfg.train.select_on}
                     self._save("best", epoch)
             if (epoch + 1) % max(1, int(train.checkpoint_period)) == 0 or epoch == epochs - 1:
                 self._save("last", epoch)
@@ -330,17 +339,37 @@ class Trainer:
         dist.all_reduce(t)
         return dict(zip(values, (t / self.world_size).tolist()))
 
-    def evaluate(self, title: str = "eval", step: int | None = None) -> dict[str, float]:
+    def _validation_evaluator(self) -> Evaluator | None:
+        """With ``train.select_on: val``: held-out training images (``dataset.val``) as queries
+        against the training images as gallery, in the training label space."""
+        mode = self.cfg.train.select_on
+        if mode == "test":
+            return None
+        if mode != "val":
+            raise ConfigError(f"train.select_on must be 'test' or 'val', got '{mode}'")
+        if not self.dataset.val:
+            raise ConfigError(
+                f"train.select_on=val, but data set '{self.dataset.name}' holds out no validation images "
+                "(hand sets and HD do; MSMT17 with dataset.combine_val=false does); use train.select_on=test"
+            )
+        protocol = "hands" if self.dataset.protocol == "hands" else "market"
+        val = ReidDataset(f"{self.dataset.name}-val", train=[], query=list(self.dataset.val),
+                          gallery=list(self.dataset.train), protocol=protocol)
+        return Evaluator(self.cfg, val, self.device)
+
+    def evaluate(self, title: str = "eval", step: int | None = None, evaluator: Evaluator | None = None,
+                 tag: str = "eval") -> dict[str, float]:
         """Metrics of the current model; under DDP rank 0 evaluates and broadcasts them."""
+        evaluator = evaluator or self.evaluator
         if self.distributed:
-            box: list[Any] = [self.evaluator.evaluate(self._eval_model()) if self.is_main else None]
+            box: list[Any] = [evaluator.evaluate(self._eval_model()) if self.is_main else None]
             dist.broadcast_object_list(box, src=0)
             metrics = box[0]
         else:
-            metrics = self.evaluator.evaluate(self._eval_model())
+            metrics = evaluator.evaluate(self._eval_model())
         if self.is_main:
             self.log.info(format_metrics(metrics, title))
             if step is not None:
                 for k, v in metrics.items():
-                    self.scalars.add(f"eval/{k}", v, step)
+                    self.scalars.add(f"{tag}/{k}", v, step)
         return metrics
