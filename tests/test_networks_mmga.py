@@ -4,53 +4,19 @@ builds and trains a step at reduced size; the loss goes down on a repeated batch
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
-import yaml
+from nettools import BODY_SETS, R18, ROOT, SIZE, config_files, load
 
 from reid.config import load_config
+from reid.engine.optim import build_optimizer
 from reid.losses import build_losses
 from reid.losses.mask import LIP_LOWER, LIP_UPPER, MaskGuidanceLoss, group_labels
 from reid.models import build_model
-from reid.registry import DATASETS
 
-ROOT = Path(__file__).resolve().parents[1]
 NET = "mmga"
-CONFIGS = sorted(p for p in (ROOT / "configs" / NET).rglob("*.yaml") if "_base_" not in p.parts)
-BODY_SETS = ("market1501", "dukemtmcreid", "cuhk03_labeled", "cuhk03_detected", "msmt17")
-STUB = "_stub_mmga_tests"
-R18 = {"name": "resnet18", "last_stride": 1, "pretrained": False}
-SIZE = (64, 32)
-
-if STUB not in DATASETS:
-    @DATASETS.register(STUB)
-    def _stub_dataset(root: str = "datasets"):  # a stand-in while reid/data registers no data set
-        raise NotImplementedError
-
-
-def build_optimizer(opt_cfg, model):
-    """The framework's optimiser builder; a plain Adam while reid.engine is not importable yet."""
-    try:
-        from reid.engine.optim import build_optimizer as build
-    except ImportError:
-        return torch.optim.Adam(model.parameters(), lr=opt_cfg.lr, weight_decay=opt_cfg.weight_decay)
-    return build(opt_cfg, model)
-
-
-def dataset_of(path: Path) -> str | None:
-    data = yaml.safe_load(path.read_text()) or {}
-    name = (data.get("dataset") or {}).get("name")
-    bases = data.get("_base_", [])
-    for base in [] if name else ([bases] if isinstance(bases, str) else bases):
-        name = dataset_of(path.parent / base) or name
-    return name
-
-
-def load(path: Path, *overrides: str):
-    stub = [] if dataset_of(path) in DATASETS else [f"dataset={{name: {STUB}, _delete_: true}}"]
-    return load_config(path, stub + list(overrides))
+CONFIGS = config_files(NET)
 
 
 def label_maps(b: int, size, seed: int = 0) -> torch.Tensor:
@@ -230,7 +196,8 @@ def test_loss_goes_down_on_a_repeated_batch():
 @pytest.mark.slow
 def test_trains_end_to_end_on_synthetic_masks(tmp_path):
     """Through the trainer: the synthetic set's part masks reach the mask loss as label maps."""
-    engine = pytest.importorskip("reid.engine", reason="the trainer is not importable yet", exc_type=ImportError)
+    from reid import engine
+
     cfg = load_config(ROOT / "configs" / NET / "market1501.yaml", [
         f"output_dir={tmp_path / 'run'}", f"data.cache_dir={tmp_path / 'cache'}",
         "dataset={name: synthetic, _delete_: true}", f"dataset.root={tmp_path / 'datasets'}",

@@ -2,59 +2,16 @@
 config builds and trains a step at reduced size, and the loss goes down on a repeated tiny batch."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
-import yaml
+from nettools import BODY_SETS, R18, ROOT, SIZE, batch_of, config_files, load
 
-from reid.config import load_config
+from reid.engine.optim import build_optimizer
 from reid.losses import build_losses
 from reid.models import build_model
-from reid.registry import DATASETS
 
-ROOT = Path(__file__).resolve().parents[1]
 NET = "rganet"
-CONFIGS = sorted(p for p in (ROOT / "configs" / NET).rglob("*.yaml") if "_base_" not in p.parts)
-BODY_SETS = ("market1501", "dukemtmcreid", "cuhk03_labeled", "cuhk03_detected", "msmt17")
-STUB = "_stub_rganet_tests"
-R18 = {"name": "resnet18", "last_stride": 1, "pretrained": False}
-SIZE = (64, 32)
-
-if STUB not in DATASETS:
-    @DATASETS.register(STUB)
-    def _stub_dataset(root: str = "datasets"):  # a stand-in while reid/data registers no data set
-        raise NotImplementedError
-
-
-def build_optimizer(opt_cfg, model):
-    """The framework's optimiser builder; a plain Adam while reid.engine is not importable yet."""
-    try:
-        from reid.engine.optim import build_optimizer as build
-    except ImportError:
-        return torch.optim.Adam(model.parameters(), lr=opt_cfg.lr, weight_decay=opt_cfg.weight_decay)
-    return build(opt_cfg, model)
-
-
-def dataset_of(path: Path) -> str | None:
-    data = yaml.safe_load(path.read_text()) or {}
-    name = (data.get("dataset") or {}).get("name")
-    bases = data.get("_base_", [])
-    for base in [] if name else ([bases] if isinstance(bases, str) else bases):
-        name = dataset_of(path.parent / base) or name
-    return name
-
-
-def load(path: Path, *overrides: str):
-    """The config (with the real data set section when that data set is registered)."""
-    stub = [] if dataset_of(path) in DATASETS else [f"dataset={{name: {STUB}, _delete_: true}}"]
-    return load_config(path, stub + list(overrides))
-
-
-def batch_of(n_ids: int = 2, k: int = 4, size=SIZE, seed: int = 0) -> dict:
-    g = torch.Generator().manual_seed(seed)
-    return {"images": torch.randn(n_ids * k, 3, *size, generator=g),
-            "pids": torch.arange(n_ids).repeat_interleave(k)}
+CONFIGS = config_files(NET)
 
 
 def test_outputs_and_eval_feature():

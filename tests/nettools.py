@@ -1,0 +1,30 @@
+"""Shared helpers of the network-family tests: their config files, reduced settings, random batches."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from reid.config import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+BODY_SETS = ("market1501", "dukemtmcreid", "cuhk03_labeled", "cuhk03_detected", "msmt17")
+R18 = {"name": "resnet18", "last_stride": 1, "pretrained": False}
+SIZE = (64, 32)
+
+
+def config_files(net: str) -> list[Path]:
+    """Every experiment config of a family (``configs/<net>/**``, bases excluded)."""
+    return sorted(p for p in (ROOT / "configs" / net).rglob("*.yaml") if "_base_" not in p.parts)
+
+
+def load(path: Path, *overrides: str):
+    """The resolved config of ``path`` with ``KEY=VALUE`` overrides."""
+    return load_config(path, list(overrides))
+
+
+def batch_of(n_ids: int = 2, k: int = 4, size=SIZE, seed: int = 0) -> dict:
+    """Random images [n_ids * k, 3, H, W] with pids in P x K order."""
+    g = torch.Generator().manual_seed(seed)
+    return {"images": torch.randn(n_ids * k, 3, *size, generator=g),
+            "pids": torch.arange(n_ids).repeat_interleave(k)}
