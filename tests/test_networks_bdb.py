@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from nettools import BODY_SETS, R18, ROOT, SIZE, batch_of, config_files, load
+from nettools import BODY_SETS, R18, ROOT, SIZE, batch_of, config_files, load, train_steps
 
 from reid.engine.optim import build_optimizer
 from reid.losses import build_losses
@@ -84,16 +84,5 @@ def test_config_builds_and_trains_a_step(path):
 
 def test_loss_goes_down_on_a_repeated_batch():
     cfg = load(ROOT / "configs" / NET / "market1501.yaml", "model.backbone={name: resnet18, pretrained: false}")
-    torch.manual_seed(0)
-    model = build_model(cfg.model, 2).train()
-    losses = build_losses(cfg.losses)
-    optimizer = build_optimizer(cfg.optimizer, model)
-    batch = batch_of()
-    values = []
-    for _ in range(6):
-        total, _ = losses(model(batch["images"]), batch)
-        optimizer.zero_grad()
-        total.backward()
-        optimizer.step()
-        values.append(float(total.detach()))
+    values = train_steps(cfg, batch_of(), steps=6)
     assert values[-1] < 0.8 * values[0]
