@@ -30,22 +30,27 @@ def batch_of(n_ids: int = 2, k: int = 4, size=SIZE, seed: int = 0) -> dict:
             "pids": torch.arange(n_ids).repeat_interleave(k)}
 
 
-def train_steps(cfg, batch: dict, steps: int, num_classes: int = 2, input_size=None) -> list[float]:
-    """Build ``cfg``'s model, losses and optimiser (seed 0) and train ``steps`` steps on ``batch``;
-    returns the total loss of each step."""
+def trainer_parts(cfg, num_classes: int = 2, input_size=None):
+    """(model in train mode, losses, optimiser) of ``cfg``, built after seeding torch with 0."""
     from reid.engine.optim import build_optimizer
     from reid.losses import build_losses
     from reid.models import build_model
 
     torch.manual_seed(0)
     model = build_model(cfg.model, num_classes, input_size=input_size).train()
-    losses = build_losses(cfg.losses)
-    optimizer = build_optimizer(cfg.optimizer, model)
-    values = []
-    for _ in range(steps):
-        total, _ = losses(model(batch["images"]), batch)
-        optimizer.zero_grad()
-        total.backward()
-        optimizer.step()
-        values.append(float(total.detach()))
-    return values
+    return model, build_losses(cfg.losses), build_optimizer(cfg.optimizer, model)
+
+
+def train_step(model, losses, optimizer, batch: dict):
+    """One forward + losses + backward + optimiser step; returns (total, {label: value})."""
+    total, parts = losses(model(batch["images"]), batch)
+    optimizer.zero_grad()
+    total.backward()
+    optimizer.step()
+    return total, parts
+
+
+def train_steps(cfg, batch: dict, steps: int, num_classes: int = 2, input_size=None) -> list[float]:
+    """Train ``cfg``'s model ``steps`` steps on ``batch``; returns the total loss of each step."""
+    model, losses, optimizer = trainer_parts(cfg, num_classes, input_size)
+    return [float(train_step(model, losses, optimizer, batch)[0].detach()) for _ in range(steps)]

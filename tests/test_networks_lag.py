@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from nettools import BODY_SETS, R18, ROOT, SIZE, batch_of, config_files, load, train_steps
+from nettools import BODY_SETS, R18, ROOT, SIZE, batch_of, config_files, load, train_step, train_steps, trainer_parts
 
-from reid.engine.optim import build_optimizer
-from reid.losses import build_losses
 from reid.losses.attention_reg import AttentionRegLoss
 from reid.models import build_model
 
@@ -159,16 +157,9 @@ def test_config_builds_and_trains_a_step(path):
     assert cfg.augment.erasing.prob == 0.5 and cfg.augment.color_jitter.prob == 0.0
 
     small = load(path, "model.backbone={name: resnet18, pretrained: false}", f"input.size=[{SIZE[0]},{SIZE[1]}]")
-    torch.manual_seed(0)
-    model = build_model(small.model, 2)
-    losses = build_losses(small.losses)
-    optimizer = build_optimizer(small.optimizer, model)
-    batch = batch_of()
-    total, parts = losses(model.train()(batch["images"]), batch)
+    model, losses, optimizer = trainer_parts(small)
+    total, parts = train_step(model, losses, optimizer, batch_of())
     assert set(parts) == {"ce", "triplet", "attention_reg"} and torch.isfinite(total)
-    optimizer.zero_grad()
-    total.backward()
-    optimizer.step()
 
 
 def test_loss_goes_down_on_a_repeated_batch():

@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from nettools import BODY_SETS, R18, ROOT, SIZE, config_files, load
+from nettools import BODY_SETS, R18, ROOT, SIZE, config_files, load, train_step, trainer_parts
 
 from reid.config import load_config
 from reid.engine.optim import build_optimizer
@@ -162,16 +162,9 @@ def test_config_builds_and_trains_a_step(path):
         assert cfg.reference.rank1 and cfg.reference.mAP
 
     small = load(path, "model.backbone={name: resnet18, pretrained: false}", f"input.size=[{SIZE[0]},{SIZE[1]}]")
-    torch.manual_seed(0)
-    model = build_model(small.model, 2)
-    losses = build_losses(small.losses)
-    optimizer = build_optimizer(small.optimizer, model)
-    batch = batch_of()
-    total, parts = losses(model.train()(batch["images"]), batch)
+    model, losses, optimizer = trainer_parts(small)
+    total, parts = train_step(model, losses, optimizer, batch_of())
     assert set(parts) == {"ce", "triplet", "mask"} and torch.isfinite(total)
-    optimizer.zero_grad()
-    total.backward()
-    optimizer.step()
 
 
 def test_loss_goes_down_on_a_repeated_batch():

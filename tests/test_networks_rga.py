@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from nettools import BODY_SETS, R18, ROOT, SIZE, batch_of, config_files, load, train_steps
+from nettools import BODY_SETS, R18, ROOT, SIZE, batch_of, config_files, load, train_step, train_steps, trainer_parts
 
-from reid.engine.optim import build_optimizer
-from reid.losses import build_losses
 from reid.models import build_model
 
 NET = "rganet"
@@ -80,16 +78,9 @@ def test_config_builds_and_trains_a_step(path):
         assert cfg.reference.rank1 and cfg.reference.mAP and cfg.reference.source
 
     small = load(path, "model.backbone={name: resnet18, pretrained: false}", f"input.size=[{SIZE[0]},{SIZE[1]}]")
-    torch.manual_seed(0)
-    model = build_model(small.model, 2, input_size=small.input.size)
-    losses = build_losses(small.losses)
-    optimizer = build_optimizer(small.optimizer, model)
-    batch = batch_of()
-    total, parts = losses(model.train()(batch["images"]), batch)
+    model, losses, optimizer = trainer_parts(small, input_size=small.input.size)
+    total, parts = train_step(model, losses, optimizer, batch_of())
     assert set(parts) == {"ce", "triplet"} and torch.isfinite(total)
-    optimizer.zero_grad()
-    total.backward()
-    optimizer.step()
 
 
 def test_loss_goes_down_on_a_repeated_batch():

@@ -19,6 +19,7 @@ from torch import nn
 
 from reid.models.backbones.resnet import Bottleneck
 from reid.models.bot import build_backbone
+from reid.models.build import backbone_groups
 from reid.models.heads import BNNeckHead, IdentityHead, init_kaiming
 from reid.models.layers import BatchDropBlock
 from reid.registry import MODELS, ConfigError
@@ -78,7 +79,5 @@ class BDBNet(nn.Module):
         return {"features": torch.cat([o.test for o in outs], dim=1)}
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
-        backbone = list(self.backbone.parameters())
-        ids = {id(p) for p in backbone}
-        return {"backbone": backbone, "new": [p for p in self.parameters() if id(p) not in ids]}
+        return backbone_groups(self, self.backbone)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from reid.models.build import backbone_groups
 from reid.models.heads import BNNeckHead, GlobalPool, IdentityHead
 from reid.registry import BACKBONES, MODELS, ConfigError
 
@@ -48,6 +49,4 @@ class BoT(nn.Module):
         return {"features": out.test}
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
-        backbone = list(self.backbone.parameters())
-        ids = {id(p) for p in backbone}
-        return {"backbone": backbone, "new": [p for p in self.parameters() if id(p) not in ids]}
+        return backbone_groups(self, self.backbone)

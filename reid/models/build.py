@@ -24,6 +24,14 @@ def build_model(model_cfg: Mapping[str, Any], num_classes: int, input_size: Sequ
     return MODELS.build(name, num_classes, where="model", **cfg)
 
 
+def backbone_groups(model: nn.Module, *backbone_modules: nn.Module) -> dict[str, list[nn.Parameter]]:
+    """``{"backbone": parameters of backbone_modules, "new": every other parameter of model}``,
+    each parameter once: the groups ``optimizer.lr_mults`` scales."""
+    backbone = list({id(p): p for m in backbone_modules for p in m.parameters()}.values())
+    ids = {id(p) for p in backbone}
+    return {"backbone": backbone, "new": [p for p in model.parameters() if id(p) not in ids]}
+
+
 def count(params) -> tuple[int, int]:
     """(total, trainable) element counts of an iterable of parameters (each counted once)."""
     seen: dict[int, nn.Parameter] = {id(p): p for p in params}

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from reid.models.bot import build_backbone
+from reid.models.build import backbone_groups
 from reid.models.heads import StripePool, init_classifier, init_kaiming
 from reid.models.layers import LAS, BADropBlock
 from reid.registry import MODELS, ConfigError
@@ -129,6 +130,4 @@ class LAGNet(nn.Module):
         return {"logits": logits, "triplet_features": trip, "features": feats, "parts": parts}
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
-        backbone = [p for m in self._backbone_modules for p in m.parameters()]
-        ids = {id(p) for p in backbone}
-        return {"backbone": backbone, "new": [p for p in self.parameters() if id(p) not in ids]}
+        return backbone_groups(self, *self._backbone_modules)

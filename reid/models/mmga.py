@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from reid.models.bot import build_backbone
+from reid.models.build import backbone_groups
 from reid.models.heads import BNNeckHead
 from reid.models.layers import MaskGuidedAttention
 from reid.registry import MODELS
@@ -56,6 +57,4 @@ class MMGANet(nn.Module):
         return {"features": torch.cat([o.test for o in outs], dim=1), "attention_maps": maps}
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
-        backbone = list(self.backbone.parameters())
-        ids = {id(p) for p in backbone}
-        return {"backbone": backbone, "new": [p for p in self.parameters() if id(p) not in ids]}
+        return backbone_groups(self, self.backbone)

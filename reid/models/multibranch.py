@@ -25,6 +25,7 @@ from torch import nn
 
 from reid.models.backbones.resnet import set_stage_stride
 from reid.models.bot import build_backbone
+from reid.models.build import backbone_groups
 from reid.models.heads import HEADS, POOLINGS, HeadOutput, build_head, build_pooling
 from reid.registry import LAYERS, MODELS, ConfigError, suggestion
 
@@ -260,12 +261,7 @@ class MultiBranchNet(nn.Module):
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         """backbone: trunk and the branches' copies of backbone stages; new: attention, heads."""
-        backbone = list(self.trunk.parameters())
-        for b in self.branches:
-            backbone += list(b.stages.parameters())
-        ids = {id(p) for p in backbone}
-        backbone = list({id(p): p for p in backbone}.values())
-        return {"backbone": backbone, "new": [p for p in self.parameters() if id(p) not in ids]}
+        return backbone_groups(self, self.trunk, *(b.stages for b in self.branches))
 
 
 def laganet_branches(use_cam: bool = True, use_sam: bool = True, use_local: bool = True,

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from reid.models.bot import build_backbone
+from reid.models.build import backbone_groups
 from reid.models.heads import BNNeckHead
 from reid.models.layers import RGA
 from reid.registry import MODELS, ConfigError
@@ -99,6 +100,4 @@ class RGANet(nn.Module):
         return {"features": out.test}
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
-        backbone = list(self.backbone.parameters())
-        ids = {id(p) for p in backbone}
-        return {"backbone": backbone, "new": [p for p in self.parameters() if id(p) not in ids]}
+        return backbone_groups(self, self.backbone)
