@@ -1,22 +1,18 @@
 """PCB, MGN and the multi-granularity attention-fusion network (configs/{pcb,mgn,fusion}): every
 config loads with its specified schedule, the networks have the specified heads and output shapes,
-and each distinct model section (ResNet-18 trunk, small images) runs one optimiser step on CPU."""
+each distinct model section (ResNet-18 trunk, small images) runs one optimiser step on CPU, and each
+family lowers its loss on a repeated batch."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 import torch
+from nettools import BODY_SETS, ROOT, batch_of, config_files, load, train_step, train_steps, trainer_parts
 
-from reid.config import load_config
-from reid.losses import build_losses
-from reid.models import build_model
-
-ROOT = Path(__file__).resolve().parents[1]
 FAMILIES = ("pcb", "mgn", "fusion")
-BODY = ("market1501", "dukemtmcreid", "cuhk03_labeled", "cuhk03_detected", "msmt17")
 RUNGS = ("fusion_1_baseline", "fusion_2_attention", "fusion_3_stripes2", "fusion_4_stripes3", "fusion_5_full")
-CONFIGS = sorted(p for f in FAMILIES for p in (ROOT / "configs" / f).rglob("*.yaml") if "_base_" not in p.parts)
+CONFIGS = [p for f in FAMILIES for p in config_files(f)]
 SIZE = (128, 64)  # ResNet-18: layer4 8x4 at stride 1, 4x2 at stride 2
 SMALL = ["model.backbone={name: resnet18, last_stride: 1, pretrained: false}", f"input.size=[{SIZE[0]},{SIZE[1]}]"]
 NUM_CLASSES = 5
@@ -26,22 +22,22 @@ def rel(path: Path) -> str:
     return path.relative_to(ROOT / "configs").as_posix()
 
 
-def build_small(path: Path):
-    cfg = load_config(path, SMALL)
-    torch.manual_seed(0)
-    return cfg, build_model(cfg.model, NUM_CLASSES, input_size=tuple(cfg.input.size))
+def build_small(path: Path, *overrides: str):
+    cfg = load(path, *SMALL, *overrides)
+    model, _, _ = trainer_parts(cfg, NUM_CLASSES, input_size=tuple(cfg.input.size))
+    return cfg, model
 
 
 def test_all_configs_present():
     names = {rel(p) for p in CONFIGS}
-    expected = {f"{f}/{d}.yaml" for f in FAMILIES for d in BODY}
+    expected = {f"{f}/{d}.yaml" for f in FAMILIES for d in BODY_SETS}
     expected |= {f"fusion/ablation/{r}.yaml" for r in RUNGS}
     assert names == expected
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=rel)
 def test_config_loads_with_the_specified_schedule(path):
-    cfg = load_config(path)
+    cfg = load(path)
     family = rel(path).split("/")[0]
     assert cfg.model.name == "multibranch" and cfg.model.backbone.name == "resnet50"
     assert cfg.model.backbone.pretrained is True and cfg.input.size == [384, 128]
@@ -69,19 +65,19 @@ def test_config_loads_with_the_specified_schedule(path):
             assert cfg.schedule.milestones == [320, 370]
             assert cfg.sampler.num_ids * cfg.sampler.num_instances == 32
     if path.parent.name != "ablation":  # every data set of a family uses the same network
-        market = load_config(ROOT / "configs" / family / "market1501.yaml")
+        market = load(ROOT / "configs" / family / "market1501.yaml")
         assert cfg.model.to_dict() == market.model.to_dict()
         assert cfg.dataset.name == path.stem
 
 
 def test_fusion_ladder_references():
-    refs = [load_config(ROOT / "configs" / "fusion" / "ablation" / f"{r}.yaml").reference for r in RUNGS]
+    refs = [load(ROOT / "configs" / "fusion" / "ablation" / f"{r}.yaml").reference for r in RUNGS]
     assert (refs[-1].rank1, refs[-1].mAP) == (95.82, 88.42)
-    full = load_config(ROOT / "configs" / "fusion" / "market1501.yaml")
-    last = load_config(ROOT / "configs" / "fusion" / "ablation" / f"{RUNGS[-1]}.yaml")
+    full = load(ROOT / "configs" / "fusion" / "market1501.yaml")
+    last = load(ROOT / "configs" / "fusion" / "ablation" / f"{RUNGS[-1]}.yaml")
     assert last.model.to_dict() == full.model.to_dict()
-    plain = load_config(ROOT / "configs" / "fusion" / "ablation" / f"{RUNGS[0]}.yaml")
-    mgn = load_config(ROOT / "configs" / "mgn" / "market1501.yaml")
+    plain = load(ROOT / "configs" / "fusion" / "ablation" / f"{RUNGS[0]}.yaml")
+    mgn = load(ROOT / "configs" / "mgn" / "market1501.yaml")
     assert plain.model.to_dict() == mgn.model.to_dict()  # the baseline rung is plain MGN
 
 
@@ -95,6 +91,23 @@ def test_pcb_outputs():
     model.eval()
     with torch.no_grad():
         assert model(x)["features"].shape == (4, 6 * 256)
+
+
+def test_pcb_test_feature_g_is_the_pooled_stripes():
+    """neck_feat: before gives PCB's "G" feature: the 6 average-pooled layer4 stripes, unreduced."""
+    from reid.models import build_model
+
+    section = load(ROOT / "configs" / "pcb" / "market1501.yaml", *SMALL).model.to_dict()
+    section["branches"][0]["neck_feat"] = "before"
+    torch.manual_seed(0)
+    model = build_model(section, NUM_CLASSES, input_size=(192, 64)).eval()
+    x = torch.randn(3, 3, 192, 64)
+    with torch.no_grad():
+        g = model(x)["features"]
+        fmap = model.branches[0].feature_map(model.trunk(x))  # [3, 512, 12, 4]: 6 stripes of 2 rows
+    assert g.shape == (3, 6 * 512) and model.test_dim == 6 * 512
+    direct = torch.cat([fmap[:, :, 2 * k:2 * k + 2].mean(dim=(2, 3)) for k in range(6)], dim=1)
+    torch.testing.assert_close(g, direct)
 
 
 @pytest.mark.parametrize("family", ["mgn", "fusion"])
@@ -127,18 +140,21 @@ HEADS = {"pcb": (6, 0), "mgn": (8, 3), "fusion": (8, 3), "fusion_2_attention": (
 
 @pytest.mark.parametrize("path", STEP_CONFIGS, ids=rel)
 def test_model_builds_and_trains_a_step(path):
-    from reid.engine.optim import build_optimizer
-    cfg, model = build_small(path)
-    losses = build_losses(cfg.losses)
-    optimizer = build_optimizer(cfg.optimizer, model)
-    batch = {"images": torch.randn(8, 3, *SIZE), "pids": torch.arange(4).repeat_interleave(2)}
-    outputs = model.train()(batch["images"])
+    cfg = load(path, *SMALL)
+    model, losses, optimizer = trainer_parts(cfg, NUM_CLASSES, input_size=SIZE)
+    batch = batch_of(4, 2, SIZE)
     key = path.stem if path.parent.name == "ablation" else path.parent.name
+    with torch.no_grad():
+        outputs = model(batch["images"])
     assert (len(outputs["logits"]), len(outputs["features"])) == HEADS[key]
-    total, parts = losses(outputs, batch)
-    assert set(parts) == set(cfg.losses) and torch.isfinite(total)
     before = [p.detach().clone() for p in model.parameters()]
-    optimizer.zero_grad()
-    total.backward()
-    optimizer.step()
+    total, parts = train_step(model, losses, optimizer, batch)
+    assert set(parts) == set(cfg.losses) and torch.isfinite(total)
     assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters()))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_loss_goes_down_on_a_repeated_batch(family):
+    cfg = load(ROOT / "configs" / family / "market1501.yaml", *SMALL)
+    values = train_steps(cfg, batch_of(2, 4, SIZE), steps=6, input_size=SIZE)
+    assert values[-1] < 0.8 * values[0], values

@@ -42,9 +42,10 @@ class BranchSpec:
     before / after: attention modules ``[{name: cam, ...}]`` before / after the branch's stages.
     pooling: avg | max | avgmax | gem. global_feature: emit the pooled map as a feature.
     stripes: emit K horizontal stripe features (pooled with ``pooling``; gem falls back to avg).
-    head: reduction (LAGA) | bnneck (BoT) | conv_reduction (MGN) | identity; head_dim, dropout,
-    neck_feat configure it. triplet / stripe_triplet: whether the global / stripe features feed
-    the ``features`` output (the triplet loss).
+    head: reduction (LAGA) | bnneck (BoT) | conv_reduction (MGN, PCB) | identity; head_dim, dropout
+    and neck_feat (bnneck, conv_reduction: test feature after or before the neck) configure it.
+    triplet / stripe_triplet: whether the global / stripe features feed the ``features`` output
+    (the triplet loss).
     """
 
     name: str = ""
@@ -154,7 +155,7 @@ class Branch(nn.Module):
         if spec.head == "reduction":
             kwargs = {"dim": spec.head_dim, "dropout": spec.dropout}
         elif spec.head == "conv_reduction":
-            kwargs = {"dim": spec.head_dim}
+            kwargs = {"dim": spec.head_dim, "neck_feat": spec.neck_feat}
         elif spec.head == "bnneck":
             kwargs = {"neck_feat": spec.neck_feat}
         self.heads = nn.ModuleList(build_head(spec.head, channels, num_classes, **kwargs) for _ in range(n_heads))

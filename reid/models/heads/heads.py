@@ -4,8 +4,9 @@
   pre-BN feature, test feature after (``neck_feat="after"``) or before the BN.
 * ``ReductionHead`` (LAGA-Net): Linear(C -> D) -> BN1d -> LeakyReLU(0.1) -> Dropout(0.5), then
   Linear(D -> num_classes); triplet on the D-dim embedding, test feature the input (before reduction).
-* ``ConvReductionHead`` (MGN): Conv1x1(C -> D) + BN + ReLU; triplet, test and classifier all on the
-  D-dim reduced feature.
+* ``ConvReductionHead`` (MGN, PCB): Conv1x1(C -> D) + BN + ReLU; triplet and classifier on the D-dim
+  reduced feature; test feature the reduced one (``neck_feat="after"``, PCB's "H") or the C-dim input
+  (``"before"``, PCB's "G").
 """
 from __future__ import annotations
 
@@ -73,11 +74,15 @@ class ReductionHead(nn.Module):
 
 class ConvReductionHead(nn.Module):
     """MGN: x [B, C] -> Conv1x1(C -> D, no bias) + BN + ReLU = r [B, D]; logits = Linear(D -> N)(r);
-    triplet and test feature r."""
+    triplet feature r; test feature r (``neck_feat="after"``) or x [B, C] (``"before"``)."""
 
-    def __init__(self, in_dim: int, num_classes: int, dim: int = 256):
+    def __init__(self, in_dim: int, num_classes: int, dim: int = 256, neck_feat: str = "after"):
         super().__init__()
-        self.out_dim = self.test_dim = dim
+        if neck_feat not in ("after", "before"):
+            raise ConfigError(f"neck_feat must be 'after' or 'before', got '{neck_feat}'")
+        self.neck_feat = neck_feat
+        self.out_dim = dim
+        self.test_dim = dim if neck_feat == "after" else in_dim
         self.reduction = nn.Sequential(nn.Conv2d(in_dim, dim, 1, bias=False), nn.BatchNorm2d(dim),
                                        nn.ReLU(inplace=True))
         self.reduction.apply(init_kaiming)
@@ -87,7 +92,7 @@ class ConvReductionHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> HeadOutput:
         r = self.reduction(x[:, :, None, None]).flatten(1)
-        return HeadOutput(r, r, self.classifier(r) if self.training else None)
+        return HeadOutput(r, r if self.neck_feat == "after" else x, self.classifier(r) if self.training else None)
 
 
 class IdentityHead(nn.Module):
