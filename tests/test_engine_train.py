@@ -119,6 +119,36 @@ def test_summary_prints_parameter_counts(tmp_path):
     n = sum(p.numel() for p in __import__("reid.models", fromlist=["build_model"]).build_model(
         load_config(None, tiny(tmp_path)).model, 24).parameters())
     assert f"{n:,}" in res.stdout or str(n) in res.stdout
+    assert "classifier: 24 training identities (counted under" in res.stdout
+    assert "train step:" in res.stdout and "per batch of 16 at 64x32" in res.stdout
+
+
+def test_summary_without_the_data_uses_the_published_count(tmp_path):
+    """A body config whose data set is absent still builds (751 Market classes) and times a step."""
+    res = run_tool("tools/train.py", "--config", "configs/bot/market1501.yaml", "--summary", "--summary-steps", "1",
+                   f"dataset.root={tmp_path / 'nowhere'}", "model.backbone.name=resnet18",
+                   "input.size=[64,32]", "sampler.num_ids=2", "sampler.num_instances=2")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "classifier: 751 training identities (the published market1501 count" in res.stdout
+    assert "Traceback" not in res.stderr and "per batch of 4 at 64x32" in res.stdout
+
+
+def test_step_timer_runs_the_configured_losses_and_updates_weights():
+    from reid.engine.step_time import random_batch, time_train_step
+    from reid.models import build_model
+
+    cfg = load_config(ROOT / "configs" / "mmga" / "market1501.yaml", [
+        "model.backbone={name: resnet18, last_stride: 1, pretrained: false}", "input.size=[128,64]",
+        "sampler.num_ids=2", "sampler.num_instances=2", "device=cpu"])
+    batch = random_batch(cfg, torch.device("cpu"))
+    assert batch["images"].shape == (4, 3, 128, 64) and batch["pids"].tolist() == [0, 0, 1, 1]
+    assert batch["masks"].shape == (4, 3, 128, 64)
+    model = build_model(cfg.model, 3, input_size=cfg.input.size)
+    before = params(model)
+    t = time_train_step(cfg, model, steps=1, warmup=0)
+    assert t["batch"] == 4 and t["size"] == (128, 64) and t["seconds"] > 0
+    assert t["images_per_s"] == pytest.approx(4 / t["seconds"])
+    assert not torch.equal(before, params(model))  # the mask loss and the rest took a real step
 
 
 @pytest.mark.parametrize("bad", ["optimizer.lr=abc", "model.backbone.name=resnet5"])

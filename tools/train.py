@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -17,7 +18,10 @@ from reid.cli import config_parser, run  # noqa: E402
 def main() -> int:
     parser = config_parser(__doc__.strip().splitlines()[0])
     parser.add_argument("--resume", metavar="PATH", help="checkpoint to resume from ('auto': the run's last.pth)")
-    parser.add_argument("--summary", action="store_true", help="print the model and its parameter counts, then exit")
+    parser.add_argument("--summary", action="store_true",
+                        help="print the model, its parameter counts and the time of one training step, then exit")
+    parser.add_argument("--summary-steps", type=int, default=2, metavar="N",
+                        help="training steps timed by --summary (mean after one warm-up step; 0: no timing)")
     parser.add_argument("--output-dir", help="output folder (same as output_dir=...)")
     args = parser.parse_args()
     overrides = list(args.overrides) + ([f"output_dir={args.output_dir}"] if args.output_dir else [])
@@ -26,12 +30,19 @@ def main() -> int:
 
     cfg = load_config(args.config, overrides)
     if args.summary:
-        from reid.data import build_dataset
+        from reid.data import train_identities
+        from reid.engine.step_time import format_step_time, time_train_step
         from reid.models import build_model, summary
 
-        dataset = build_dataset(cfg)
-        model = build_model(cfg.model, dataset.num_train_ids, input_size=cfg.input.size)
+        backbone = cfg.model.get("backbone") if hasattr(cfg.model, "get") else None
+        if isinstance(backbone, Mapping) and backbone.get("pretrained"):  # weights change neither counts nor time
+            cfg = load_config(args.config, overrides + ["model.backbone.pretrained=false"])
+        num_classes, source = train_identities(cfg)
+        print(f"classifier: {num_classes} training identities ({source})")
+        model = build_model(cfg.model, num_classes, input_size=cfg.input.size)
         print(summary(model))
+        if args.summary_steps > 0:
+            print(format_step_time(time_train_step(cfg, model, steps=args.summary_steps)))
         return 0
     from reid.engine.distributed import launch
 

@@ -9,7 +9,7 @@ import torch
 
 from reid.registry import DATASETS
 
-from .datasets.base import ReidDataset, Sample
+from .datasets.base import DatasetError, ReidDataset, Sample
 from .sampler import PKSampler
 from .store import build_image_store
 from .transforms import BatchAugment
@@ -28,6 +28,22 @@ def build_dataset(cfg: Any, verbose: bool = True) -> ReidDataset:
     if verbose:
         print(dataset.summary(), flush=True)
     return dataset
+
+
+def train_identities(cfg: Any) -> tuple[int, str]:
+    """(number of training identities of ``cfg.dataset``, where it came from): counted from the data
+    set when it is on disk, else the real data set's published count (a model can be built, sized
+    and timed without the data); a data set not found and not known is the parser's DatasetError."""
+    from .datasets.replicas import REAL_COUNTS
+
+    try:
+        return build_dataset(cfg, verbose=False).num_train_ids, f"counted under {cfg.dataset.root}"
+    except DatasetError as error:
+        name = str(cfg.dataset.name)
+        known = {"market1501": 751, **{k: v["train"][0] for k, v in REAL_COUNTS.items()}}
+        if name not in known:
+            raise
+        return known[name], f"the published {name} count; not read from disk: {str(error).splitlines()[0]}"
 
 
 def _store_dir(cfg: Any) -> Path:
