@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from reid.config import load_config  # noqa: E402
 from reid.data import build_dataset, build_train_loader  # noqa: E402
+from reid.engine.host_memory import keep_freed_host_memory  # noqa: E402
 
 JITTER = {"prob": 0.8, "brightness": 0.2, "contrast": 0.15, "saturation": 0.1, "hue": 0.05}
 ERASING = {"prob": 0.5, "area": [0.02, 0.4], "aspect": 0.3, "fill": "mean"}
@@ -107,6 +108,7 @@ def main() -> int:
     ap.add_argument("--cache-dir", default=".cache/reid")
     args = ap.parse_args()
 
+    heap = keep_freed_host_memory()  # what the trainer does on CPU; process-wide, so both paths share it
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
     real = (Path(args.root) / "Market-1501-v15.09.15" / "bounding_box_train").is_dir()
@@ -115,7 +117,7 @@ def main() -> int:
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     print(f"device {device} ({torch.get_num_threads()} torch threads), data: "
           f"{'market1501-mini (real JPEGs)' if real else 'synthetic'}, batch {P}x{K}={P * K}, "
-          f"best of {args.repeats} x {args.batches} batches")
+          f"best of {args.repeats} x {args.batches} batches; host malloc: {'heap (reid)' if heap else 'glibc default'}")
     rows = []
     for spec in args.sizes:
         h, w = (int(v) for v in spec.lower().split("x"))

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -65,6 +68,29 @@ def test_memory_mapped_and_distributed_loaders(setup):
     assert not loaders[0].on_device and isinstance(loaders[0].images, np.ndarray)
     for b0, b1 in zip(*loaders):
         assert not set(b0["pids"].tolist()) & set(b1["pids"].tolist())
+
+
+def test_resident_and_memory_mapped_stores_give_the_same_batches(setup):
+    """The resident store gathers batch and crop in one pass; the memory-mapped one gathers the
+    batch first: the same seed gives the same images and masks either way."""
+    cfg, ds = setup
+    resident = build_train_loader(cfg, ds, "cpu")
+    cfg.data.on_device = False
+    mapped = build_train_loader(cfg, ds, "cpu")
+    assert resident.on_device and not mapped.on_device
+    assert tuple(resident.images.shape[1:3]) == (54, 27)  # stored at 9/8 of 48x24: crops are windows
+    for x, y in zip(resident, mapped):
+        assert torch.equal(x["images"], y["images"]) and torch.equal(x["masks"], y["masks"])
+
+
+def test_host_memory_setting_applies_once_and_can_be_declined():
+    code = ("from reid.engine.host_memory import keep_freed_host_memory as k; "
+            "print(k(), k())")
+    on = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert on.stdout.split() == (["True", "True"] if sys.platform.startswith("linux") else ["False", "False"])
+    env = {**os.environ, "REID_HOST_MALLOC": "default"}
+    off = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert off.stdout.split() == ["False", "False"]
 
 
 def test_test_images_and_inputs(setup):

@@ -1,8 +1,9 @@
-"""Batched augmentation: identity when off, flip, crop vs a slow reference, erasing, masks."""
+"""Batched augmentation: identity when off, flip, crops as integer windows, colour map vs the
+sequential per-operation formulas, erasing, masks."""
 from __future__ import annotations
 
+import pytest
 import torch
-import torch.nn.functional as F
 
 from reid.data.transforms import BatchAugment, to_input
 
@@ -27,7 +28,7 @@ def test_all_off_equals_plain_normalisation():
     assert torch.allclose(out, plain(x), atol=1e-5)
     assert torch.allclose(to_input(x.numpy(), MEAN, STD), plain(x), atol=1e-5)
     # an upscale crop with probability 0 is the identity too
-    out, _ = BatchAugment(MEAN, STD, crop="upscale", crop_prob=0.0, flip_prob=0.0)(x, torch.Generator())
+    out, _ = BatchAugment(MEAN, STD, (32, 16), crop="upscale", crop_prob=0.0, flip_prob=0.0)(x, torch.Generator())
     assert torch.allclose(out, plain(x), atol=1e-5)
 
 
@@ -39,21 +40,36 @@ def test_flip_flips_images_and_masks():
     assert torch.equal(mo, m.flip(2))
 
 
-def test_upscale_crop_matches_resize_then_crop():
+def test_upscale_crop_is_a_random_integer_window_of_the_upscaled_store():
+    """The store holds images resized by crop_scale; a crop is a window of it (= resize then crop)."""
     h, w, s = 32, 16, 1.125
-    x = batch(h=h, w=w)
-    aug = BatchAugment(MEAN, STD, crop="upscale", crop_scale=s, flip_prob=0.0)
-    theta = aug.affine(6, h, w, torch.Generator().manual_seed(0))
-    oy, ox = 3, 1  # fixed integer offsets in the upscaled image
-    theta[:, 0, 2] = 1 / s - 1 + 2 * ox / (s * w)
-    theta[:, 1, 2] = 1 / s - 1 + 2 * oy / (s * h)
-    aug.affine = lambda *a, **k: theta
-    out, _ = aug(x, torch.Generator())
-    big = F.interpolate(x.permute(0, 3, 1, 2).float() / 255, size=(int(h * s), int(w * s)), mode="bilinear",
-                        align_corners=False)
-    ref = big[:, :, oy:oy + h, ox:ox + w]
-    ref = (ref - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
-    assert torch.allclose(out, ref, atol=1e-4)
+    aug = BatchAugment(MEAN, STD, (h, w), crop="upscale", crop_scale=s, flip_prob=0.0)
+    assert aug.stored_size() == (36, 18)
+    x = batch(b=64, h=36, w=18)
+    out, _ = aug(x, torch.Generator().manual_seed(0))
+    ref = plain(x)
+    offsets = []
+    for i in range(64):
+        hits = [(oy, ox) for oy in range(5) for ox in range(3)
+                if torch.allclose(out[i], ref[i, :, oy:oy + h, ox:ox + w], atol=1e-5)]
+        assert len(hits) == 1, i
+        offsets += hits
+    assert set(offsets) == {(oy, ox) for oy in range(5) for ox in range(3)}  # every window is drawn
+    with pytest.raises(ValueError, match="stored size"):
+        aug(batch(h=h, w=w), torch.Generator())
+
+
+def test_upscale_crop_prob_leaves_whole_images_resampled():
+    h, w = 32, 16
+    aug = BatchAugment(MEAN, STD, (h, w), crop="upscale", crop_prob=0.5, flip_prob=0.0)
+    x = batch(b=32, h=36, w=18)
+    out, _ = aug(x, torch.Generator().manual_seed(2))
+    ref = plain(x)
+    rows = ((torch.arange(h) + 0.5) * 36 / h - 0.5).round().long()
+    cols = ((torch.arange(w) + 0.5) * 18 / w - 0.5).round().long()
+    whole = ref[:, :, rows][:, :, :, cols]  # nearest resample of the whole stored image
+    is_whole = torch.tensor([torch.allclose(out[i], whole[i], atol=1e-5) for i in range(32)])
+    assert 5 < int(is_whole.sum()) < 27  # about half
 
 
 def test_pad_crop_shifts_with_zero_fill():
@@ -97,7 +113,7 @@ def test_erasing_area_and_fill():
 def test_determinism_colour_jitter_and_masks_untouched_by_colour():
     x = batch(b=8)
     m = torch.randint(0, 20, (8, 32, 16), dtype=torch.uint8)
-    aug = BatchAugment(MEAN, STD, crop="upscale", flip_prob=0.5,
+    aug = BatchAugment(MEAN, STD, (28, 14), crop="upscale", flip_prob=0.5,
                        color_jitter={"prob": 1.0, "brightness": 0.3, "contrast": 0.3, "saturation": 0.3, "hue": 0.1},
                        erasing={"prob": 0.5})
     a, ma = aug(x, torch.Generator().manual_seed(7), m)
@@ -108,6 +124,7 @@ def test_determinism_colour_jitter_and_masks_untouched_by_colour():
     cj = BatchAugment(MEAN, STD, **OFF, color_jitter={"prob": 1.0, "brightness": 0.5})
     out, mo = cj(x, torch.Generator().manual_seed(0), m)
     assert torch.equal(mo, m)  # masks ignore colour
+    assert a.shape == (8, 3, 28, 14) and ma.shape == (8, 28, 14)
     ratio = (out * torch.tensor(STD).view(1, 3, 1, 1) + torch.tensor(MEAN).view(1, 3, 1, 1)) / (
         plain(x) * torch.tensor(STD).view(1, 3, 1, 1) + torch.tensor(MEAN).view(1, 3, 1, 1)).clamp_min(1e-3)
     per_sample = ratio[:, :, :8, :8].flatten(1).median(1).values
@@ -120,7 +137,7 @@ def test_masks_follow_geometry():
     x[:, :, 3:5] = 255
     m = torch.zeros(16, 32, 16, dtype=torch.uint8)
     m[:, :, 3:5] = 1
-    out, mo = BatchAugment(MEAN, STD, crop="upscale", flip_prob=0.5)(x, torch.Generator().manual_seed(3), m)
+    out, mo = BatchAugment(MEAN, STD, (28, 14), crop="upscale", flip_prob=0.5)(x, torch.Generator().manual_seed(3), m)
     bright = out[:, 0] > plain(torch.full((1, 1, 1, 3), 128, dtype=torch.uint8))[0, 0, 0, 0]
     agree = (bright == mo.bool()).float().mean()
     assert agree > 0.97
@@ -128,9 +145,41 @@ def test_masks_follow_geometry():
 
 
 def test_hue_rotation_turns_primaries():
-    from reid.data.transforms import _rotate_hue
+    from reid.data.transforms import hue_matrix
 
-    red = torch.tensor([1.0, 0.0, 0.0]).view(1, 3, 1, 1).repeat(3, 1, 1, 1)
-    out = _rotate_hue(red, torch.tensor([0.0, 1 / 3, 2 / 3])).flatten(1)
-    assert torch.allclose(out[0], red[0].flatten(), atol=1e-5)
+    red = torch.tensor([1.0, 0.0, 0.0])
+    out = hue_matrix(torch.tensor([0.0, 1 / 3, 2 / 3])) @ red
+    assert torch.allclose(out[0], red, atol=1e-5)
     assert out[1].argmax() == 1 and out[2].argmax() == 2  # red -> green -> blue, like an HSV shift
+
+
+def slow_jitter(rgb, fb, fc, fs, fh):
+    """One image [3, H, W] in [0, 1], operation by operation as torchvision's ColorJitter defines
+    them (fixed order b, c, s, h; hue as the YIQ chroma rotation), clamped once at the end."""
+    grey = lambda x: 0.299 * x[0] + 0.587 * x[1] + 0.114 * x[2]  # noqa: E731
+    x = rgb * fb
+    x = grey(x).mean() + fc * (x - grey(x).mean())
+    x = grey(x) + fs * (x - grey(x))
+    yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], dtype=torch.float64)
+    t = -2 * torch.pi * torch.tensor(fh, dtype=torch.float64)
+    rot = torch.tensor([[1, 0, 0], [0, t.cos(), -t.sin()], [0, t.sin(), t.cos()]], dtype=torch.float64)
+    x = torch.einsum("ij,jhw->ihw", (torch.linalg.inv(yiq) @ rot @ yiq).float(), x)
+    return x.clamp(0, 1)
+
+
+def test_colour_map_matches_the_sequential_operations():
+    jitter = {"prob": 0.7, "brightness": 0.4, "contrast": 0.4, "saturation": 0.5, "hue": 0.2}
+    aug = BatchAugment(MEAN, STD, **OFF, color_jitter=jitter)
+    x = batch(b=16)
+    out, _ = aug(x, torch.Generator().manual_seed(5))
+    gen = torch.Generator().manual_seed(5)
+    aug.indices(16, 32, 16, gen)  # the same draws: geometry, then colour
+    f = aug.colour_factors(16, gen)
+    m, s = torch.tensor(MEAN).view(3, 1, 1), torch.tensor(STD).view(3, 1, 1)
+    untouched = 0
+    for i in range(16):
+        rgb = x[i].permute(2, 0, 1).float() / 255
+        args = [float(f[k][i]) for k in ("brightness", "contrast", "saturation", "hue")]
+        untouched += args == [1.0, 1.0, 1.0, 0.0]
+        torch.testing.assert_close(out[i], (slow_jitter(rgb, *args) - m) / s, atol=2e-4, rtol=0)
+    assert 0 < untouched < 16  # prob 0.7: some samples are left alone

@@ -113,9 +113,8 @@ class TrainLoader:
     def __len__(self) -> int:
         return len(self.sampler)
 
-    def _gather(self, store: Any, idx: np.ndarray) -> torch.Tensor:
-        if isinstance(store, torch.Tensor):
-            return store[torch.from_numpy(idx).to(self.device)]
+    def _gather(self, store: np.ndarray, idx: np.ndarray) -> torch.Tensor:
+        """The batch ``store[idx]`` of a memory-mapped store, on the device."""
         batch = torch.from_numpy(np.ascontiguousarray(store[idx]))
         if self.device.type == "cuda":
             batch = batch.pin_memory()
@@ -123,9 +122,12 @@ class TrainLoader:
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         for idx in self.sampler:
-            images = self._gather(self.images, idx)
-            masks = self._gather(self.masks, idx) if self.masks is not None else None
-            x, m = self.augment(images, self.generator, masks)
+            if self.on_device:  # one gather from the resident store, fused with the crop
+                x, m = self.augment(self.images, self.generator, self.masks, index=idx)
+            else:
+                images = self._gather(self.images, idx)
+                masks = self._gather(self.masks, idx) if self.masks is not None else None
+                x, m = self.augment(images, self.generator, masks)
             t = torch.from_numpy(idx).to(self.device)
             batch = {"images": x, "pids": self.pids[t], "camids": self.camids[t]}
             if m is not None:
@@ -139,18 +141,19 @@ def build_train_loader(cfg: Any, dataset: ReidDataset, device: torch.device | st
     train = dataset.train
     paths = [s.path for s in train]
     workers = int(cfg.data.workers)
+    augment = BatchAugment.from_config(cfg)
+    stored = augment.stored_size()  # e.g. 9/8 of input.size: crops are then integer gathers
+    interpolation = str(cfg.input.interpolation)
     masks = None
     if dataset.has_masks and all(s.mask is not None for s in train):
-        images, masks = build_image_store(paths, _size(cfg), _store_dir(cfg), workers=workers,
-                                          interpolation=str(cfg.input.interpolation),
-                                          masks=[s.mask for s in train])
+        images, masks = build_image_store(paths, stored, _store_dir(cfg), workers=workers,
+                                          interpolation=interpolation, masks=[s.mask for s in train])
     else:
-        images = build_image_store(paths, _size(cfg), _store_dir(cfg), workers=workers,
-                                   interpolation=str(cfg.input.interpolation))
+        images = build_image_store(paths, stored, _store_dir(cfg), workers=workers, interpolation=interpolation)
     pids = np.array([s.pid for s in train], dtype=np.int64)
     camids = np.array([s.camid for s in train], dtype=np.int64)
     sampler = PKSampler(pids, int(cfg.sampler.num_ids), int(cfg.sampler.num_instances),
                         seed=int(cfg.seed), rank=rank, world_size=world_size)
-    return TrainLoader(images, pids, camids, sampler, BatchAugment.from_config(cfg), device, masks=masks,
+    return TrainLoader(images, pids, camids, sampler, augment, device, masks=masks,
                        seed=int(cfg.seed), rank=rank, on_device=cfg.data.on_device)
 

@@ -9,6 +9,7 @@ import torch
 
 from reid.data import build_test_images, to_input
 from reid.data.datasets.base import ReidDataset, Sample
+from reid.engine.host_memory import keep_freed_host_memory
 from reid.evaluation import aqe, compute_distance, evaluate_features, evaluate_rank, extract_features, re_rank
 from reid.evaluation.rerank import FeatureReranker
 
@@ -33,6 +34,8 @@ class Evaluator:
         self.cfg = cfg
         self.dataset = dataset
         self.device = device
+        if torch.device(device).type == "cpu":
+            keep_freed_host_memory()
         draws = dataset.draws or [(dataset.query, dataset.gallery)]
         self.draws = draws
         index: dict[Sample, int] = {}

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from reid.engine.host_memory import keep_freed_host_memory
 from reid.engine.optim import build_optimizer
 from reid.engine.trainer import amp_dtype, resolve_device
 from reid.losses import build_losses
@@ -32,6 +33,8 @@ def time_train_step(cfg: Any, model: nn.Module, steps: int = 2, warmup: int = 1)
     timed steps after ``warmup`` untimed ones. Returns {seconds, images_per_s, batch, size, device}.
     The model's weights are changed by the optimiser steps."""
     device = resolve_device(cfg.device)
+    if device.type == "cpu":
+        keep_freed_host_memory()
     model = model.to(device).train()
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)

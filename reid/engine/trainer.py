@@ -25,6 +25,7 @@ from reid.registry import ConfigError
 from .checkpoint import CheckpointError, load_checkpoint, model_state, save_checkpoint
 from .evaluator import Evaluator, format_metrics
 from .gather import convert_sync_bn, gather_batch, gather_outputs
+from .host_memory import keep_freed_host_memory
 from .optim import build_optimizer
 from .runlog import Scalars, setup_logger
 from .schedule import lr_factor, set_lr
@@ -95,6 +96,8 @@ class Trainer:
             save_config(cfg, self.out / "config.yaml")
         seed_everything(int(cfg.seed))
         self.device = resolve_device(cfg.device)
+        if self.device.type == "cpu":
+            keep_freed_host_memory()
         self.distributed = world_size > 1 and dist.is_available() and dist.is_initialized()
         # Under DDP, each node's local rank 0 builds the data set and the image store (cached on
         # disk) while the other ranks wait; they then read the cache.
