@@ -41,9 +41,9 @@ DEFAULTS: dict[str, Any] = {
         "interpolation": "bilinear",  # used when decoding into the image store
     },
     "augment": {
-        "crop": "upscale",  # upscale (resize by crop_scale, random crop) | pad | none
+        "crop": "upscale",  # upscale (images stored resized by crop_scale, random crop) | pad | none
         "crop_scale": 1.125,
-        "crop_prob": 1.0,
+        "crop_prob": 1.0,  # upscale: a sample not cropped is the whole stored image, nearest-resampled
         "pad": 10,
         "flip_prob": 0.5,
         "color_jitter": {
