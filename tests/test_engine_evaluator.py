@@ -47,3 +47,17 @@ def test_draws_report_mean_and_std():
     cfg = load_config(None, ["test.max_rank=10"])
     metrics = FixedFeatures(cfg, make_dataset(draws=3), torch.device("cpu")).evaluate(torch.nn.Identity())
     assert metrics["draws"] == 3 and "mAP_std" in metrics and metrics["mAP_std"] >= 0
+
+
+def test_collapsed_features_are_flagged(caplog):
+    from reid.engine.evaluator import feature_spread, warn_if_collapsed
+
+    g = torch.Generator().manual_seed(0)
+    healthy = torch.nn.functional.normalize(torch.randn(200, 64, generator=g), dim=1)
+    collapsed = torch.nn.functional.normalize(torch.ones(200, 64) + 1e-7 * torch.randn(200, 64, generator=g), dim=1)
+    assert feature_spread(healthy) > 0.5 and feature_spread(collapsed) < 1e-5
+    with caplog.at_level("WARNING", logger="reid"):
+        assert not warn_if_collapsed(healthy)
+        assert not caplog.records
+        assert warn_if_collapsed(collapsed)
+    assert "nearly identical" in caplog.text and "mean nothing" in caplog.text

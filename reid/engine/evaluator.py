@@ -96,6 +96,7 @@ class Evaluator:
         finally:
             model.train(was_training)
         self.last_features = feats
+        warn_if_collapsed(feats)
         per_draw: list[dict[str, float]] = []
         tables: list[str] = []
         for query, gallery in self.draws:
@@ -117,6 +118,29 @@ class Evaluator:
             metrics.update({f"{k}_std": float(np.std([r[k] for r in per_draw])) for k in per_draw[0]})
             metrics["draws"] = len(per_draw)
         return (metrics, tables) if per_query else metrics
+
+
+#: relative spread below which test features are treated as one point (healthy models: ~0.1-1)
+COLLAPSE_LIMIT = 1e-3
+
+
+def feature_spread(feats: torch.Tensor) -> float:
+    """How far apart features [N, D] are: the norm of the per-dimension std over the mean feature
+    norm (0 when every image gets the same feature)."""
+    f = feats.double()
+    return float(f.std(0).norm() / f.norm(dim=1).mean().clamp_min(1e-12))
+
+
+def warn_if_collapsed(feats: torch.Tensor) -> bool:
+    """Log a warning when the test features of all images are (nearly) the same point: the ranking
+    is then decided by rounding and ties, and the metrics mean nothing. Returns whether it warned."""
+    spread = feature_spread(feats)
+    if spread >= COLLAPSE_LIMIT:
+        return False
+    log.warning(f"test features are nearly identical across images (relative spread {spread:.1e}): rank-1 and "
+                "mAP are decided by rounding and ties and mean nothing. The usual causes: a model trained for "
+                "only a few steps (BatchNorm running statistics still at their initial values) or a diverged run.")
+    return True
 
 
 def ranked_list_figure(evaluator: Evaluator, path: str, num_queries: int = 20, topk: int = 10) -> str:
