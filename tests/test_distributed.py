@@ -1,6 +1,7 @@
 """DDP over torchrun (2 gloo processes on CPU) equals one process on the same global batch."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -74,6 +75,11 @@ def test_ddp_matches_single_process_and_resumes(tmp_path):
     assert (out / "metrics.json").is_file() and (out / "checkpoints/best.pth").is_file()
     assert "resumed from" in (out / "log.txt").read_text()
     assert_close(torch.load(out / "checkpoints/last.pth", map_location="cpu")["model"], single.model)
+    # evaluation: each rank extracted half of the test features, rank 0 ranked the gathered set
+    ddp_final = json.loads((out / "metrics.json").read_text())["final"]
+    single_final = single.evaluate("final")
+    for key in ("rank1", "mAP", "mINP"):
+        assert abs(ddp_final[key] - single_final[key]) < 1e-6, (key, ddp_final, single_final)
 
 
 def test_global_batch_norm_is_batch_norm_without_group():

@@ -6,9 +6,11 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from reid.data import build_test_images, to_input
 from reid.data.datasets.base import ReidDataset, Sample
+from reid.engine.gather import gather_shards, shard_bounds
 from reid.engine.host_memory import keep_freed_host_memory
 from reid.evaluation import aqe, compute_distance, evaluate_features, evaluate_rank, extract_features, re_rank
 from reid.evaluation.rerank import FeatureReranker
@@ -54,12 +56,17 @@ class Evaluator:
         return self._images
 
     def features(self, model: torch.nn.Module) -> torch.Tensor:
-        """Features [N, D] of every test sample, in ``self.samples`` order."""
+        """Features [N, D] of every test sample, in ``self.samples`` order. Under DDP every rank
+        extracts its contiguous share of the images and the shares are gathered (a collective:
+        all ranks must call it)."""
         test = self.cfg.test
-        return extract_features(
-            model, self.images, lambda x: to_input(x, self.cfg), batch_size=int(test.batch_size),
-            flip=bool(test.flip), normalize=bool(test.normalize), device=self.device,
+        images = self.images
+        start, end = shard_bounds(len(images))
+        feats = extract_features(
+            model, images[start:end], lambda x: to_input(x, self.cfg), batch_size=int(test.batch_size),
+            flip=bool(test.flip), normalize=bool(test.normalize), device=self.device, progress=start == 0,
         )
+        return gather_shards(feats, len(images), self.device)
 
     def distances(self, qf: torch.Tensor, gf: torch.Tensor) -> torch.Tensor:
         """Query x gallery distances, with ``test.aqe`` and ``test.rerank`` applied."""
@@ -87,7 +94,8 @@ class Evaluator:
         """rank-1/5/10, mAP, mINP (means over draws, and ``*_std`` when there are several).
 
         With ``per_query`` also returns one CSV text per draw: each query's file, pid, camera, AP
-        and rank of its first true match (-1 where the query has no valid match).
+        and rank of its first true match (-1 where the query has no valid match). Under DDP all
+        ranks extract features together; rank 0 computes the metrics, the other ranks return None.
         """
         was_training = model.training
         model.eval()
@@ -96,6 +104,8 @@ class Evaluator:
         finally:
             model.train(was_training)
         self.last_features = feats
+        if dist.is_available() and dist.is_initialized() and dist.get_rank() != 0:
+            return None
         warn_if_collapsed(feats)
         per_draw: list[dict[str, float]] = []
         tables: list[str] = []

@@ -75,6 +75,31 @@ def gather_nograd(x: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts, dim=0)
 
 
+def shard_bounds(n: int) -> tuple[int, int]:
+    """This rank's contiguous slice [start, end) of ``n`` items split evenly over the ranks."""
+    if world() == 1:
+        return 0, n
+    rank, size = dist.get_rank(), world()
+    return n * rank // size, n * (rank + 1) // size
+
+
+@torch.no_grad()
+def gather_shards(x: torch.Tensor, n: int, device: torch.device) -> torch.Tensor:
+    """Concatenate every rank's shard ``x`` [n_r, ...] (the :func:`shard_bounds` slices of ``n``
+    items, sizes differing by at most one) into [n, ...] on the CPU; ``device`` carries the
+    collective (CUDA for NCCL)."""
+    if world() == 1:
+        return x
+    size = world()
+    longest = -(-n // size)
+    padded = torch.zeros(longest, *x.shape[1:], dtype=x.dtype, device=device)
+    padded[: len(x)] = x.to(device)
+    parts = [torch.empty_like(padded) for _ in range(size)]
+    dist.all_gather(parts, padded)
+    lengths = [n * (r + 1) // size - n * r // size for r in range(size)]
+    return torch.cat([part[:k] for part, k in zip(parts, lengths)]).cpu()
+
+
 def gather_outputs(outputs: Any, local_batch: int) -> Any:
     """Gather a model's outputs (dict / list / tensor) across ranks, with gradients.
 

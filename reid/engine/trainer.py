@@ -362,10 +362,13 @@ class Trainer:
 
     def evaluate(self, title: str = "eval", step: int | None = None, evaluator: Evaluator | None = None,
                  tag: str = "eval") -> dict[str, float]:
-        """Metrics of the current model; under DDP rank 0 evaluates and broadcasts them."""
+        """Metrics of the current model; under DDP every rank extracts its share of the features
+        (with rank 0's BatchNorm statistics), rank 0 computes the metrics and broadcasts them."""
         evaluator = evaluator or self.evaluator
         if self.distributed:
-            box: list[Any] = [evaluator.evaluate(self._eval_model()) if self.is_main else None]
+            for buffer in self.model.buffers():  # running statistics drift apart after the last step
+                dist.broadcast(buffer, src=0)
+            box: list[Any] = [evaluator.evaluate(self._eval_model())]
             dist.broadcast_object_list(box, src=0)
             metrics = box[0]
         else:
