@@ -54,3 +54,17 @@ def train_steps(cfg, batch: dict, steps: int, num_classes: int = 2, input_size=N
     """Train ``cfg``'s model ``steps`` steps on ``batch``; returns the total loss of each step."""
     model, losses, optimizer = trainer_parts(cfg, num_classes, input_size)
     return [float(train_step(model, losses, optimizer, batch)[0].detach()) for _ in range(steps)]
+
+
+def record_losses(trainer) -> list[float]:
+    """Wrap ``trainer.losses`` so that every step's total loss is appended to the returned list."""
+    seen: list[float] = []
+    original = trainer.losses
+
+    def spy(outputs, batch):
+        total, parts = original(outputs, batch)
+        seen.append(float(total.detach()))
+        return total, parts
+
+    trainer.losses = spy
+    return seen

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from nettools import record_losses
 
 from reid.config import load_config
 from reid.engine import Trainer
@@ -63,15 +64,7 @@ def test_resume_continues_exactly(tmp_path):
 def test_training_lowers_the_loss(tmp_path):
     cfg = load_config(None, tiny(tmp_path, "train.epochs=1", "train.iters_per_epoch=30", "augment.erasing.prob=0"))
     trainer = Trainer(cfg)
-    losses = []
-    original = trainer.losses
-
-    def spy(outputs, batch):
-        total, parts = original(outputs, batch)
-        losses.append(float(total.detach()))
-        return total, parts
-
-    trainer.losses = spy
+    losses = record_losses(trainer)
     for epoch in range(3):  # 12 batches per epoch
         trainer.train_epoch(epoch)
     assert len(losses) == 36 and sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5, losses

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from nettools import record_losses
 
 from reid.config import load_config
 from reid.engine import Trainer
@@ -22,15 +23,7 @@ def losses(tmp: Path, amp: str) -> list[float]:
         f"train.amp='{amp}'", "train.epochs=1", "train.iters_per_epoch=5", "train.eval_before=false",
     ])
     trainer = Trainer(cfg)
-    seen: list[float] = []
-    original = trainer.losses
-
-    def spy(outputs, batch):
-        total, parts = original(outputs, batch)
-        seen.append(float(total.detach()))
-        return total, parts
-
-    trainer.losses = spy
+    seen = record_losses(trainer)
     trainer.train_epoch(0)
     return seen
 
