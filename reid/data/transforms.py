@@ -161,16 +161,17 @@ class BatchAugment:
         return {"brightness": factor(self.brightness), "contrast": factor(self.contrast),
                 "saturation": factor(self.saturation), "hue": on * _uniform(gen, b, -self.hue, self.hue)}
 
-    def colour_map(self, f: dict[str, torch.Tensor], grey_mean: torch.Tensor | None
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(M [B, 3, 3], c [B, 3]) with jittered value = M @ rgb + c for rgb in [0, 1]: brightness
-        (scale), contrast (blend with the grey mean ``grey_mean`` [B] of the input), saturation
-        (blend with the pixel's grey), hue (chroma rotation), in that order."""
+    def colour_map(self, f: dict[str, torch.Tensor], grey_mean: torch.Tensor | None,
+                   device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(M [B, 3, 3], c [B, 3]) on ``device`` with jittered value = M @ rgb + c for rgb in [0, 1]:
+        brightness (scale), contrast (blend with the grey mean ``grey_mean`` [B] of the input),
+        saturation (blend with the pixel's grey), hue (chroma rotation), in that order."""
         b = len(f["brightness"])
-        fb, fc = f["brightness"].view(b, 1, 1), f["contrast"].view(b, 1, 1)
-        colour = hue_matrix(f["hue"]) @ saturation_matrix(f["saturation"])  # [B, 3, 3]
+        fb = f["brightness"].view(b, 1, 1).to(device)
+        fc = f["contrast"].view(b, 1, 1).to(device)
+        colour = (hue_matrix(f["hue"]) @ saturation_matrix(f["saturation"])).to(device)  # [B, 3, 3]
         matrix = colour * fb * fc
-        mean = grey_mean if grey_mean is not None else torch.zeros(b)
+        mean = grey_mean.to(device) if grey_mean is not None else torch.zeros(b, device=device)
         offset = colour @ ((1 - fc) * fb * mean.view(b, 1, 1)).expand(b, 3, 1)
         return matrix, offset.view(b, 3)
 
@@ -227,20 +228,21 @@ class BatchAugment:
                 m = m * valid
 
         # 2. colour jitter and normalisation: out = clamp(A @ rgb255 + c) per sample
-        std = torch.tensor(self.std)
-        mean = torch.tensor(self.mean)
+        std = torch.tensor(self.std, device=dev)
+        mean = torch.tensor(self.mean, device=dev)
         xf = x.view(b, h * w, 3).float()
-        matrix, offset = torch.eye(3).expand(b, 3, 3), torch.zeros(b, 3)
+        matrix, offset = torch.eye(3, device=dev).expand(b, 3, 3), torch.zeros(b, 3, device=dev)
         jitter = self.cj_prob > 0 and bool(self.brightness or self.contrast or self.saturation or self.hue)
-        if jitter:
+        if jitter:  # parameters drawn on the CPU generator; no device synchronisation
             f = self.colour_factors(b, gen)
-            grey = (xf.mean(1) @ torch.tensor(LUMA, device=dev) / 255.0).cpu() if self.contrast else None
-            matrix, offset = self.colour_map(f, grey)
-        a = (matrix / (255.0 * std.view(1, 3, 1))).to(dev)  # normalisation folded in
-        c = ((offset - mean) / std).to(dev)
+            grey = xf.mean(1) @ torch.tensor(LUMA, device=dev) / 255.0 if self.contrast else None
+            matrix, offset = self.colour_map(f, grey, dev)
+        a = matrix / (255.0 * std.view(1, 3, 1))  # normalisation folded in
+        c = (offset - mean) / std
         out = torch.baddbmm(c.view(b, 3, 1), a, xf.transpose(1, 2))  # [B, 3, H*W], NCHW order
         if jitter:  # clamp to [0, 1] before normalisation, i.e. to per-channel bounds after it
-            lo, hi = (-mean / std).tolist(), ((1 - mean) / std).tolist()
+            lo = [-m / s for m, s in zip(self.mean, self.std)]
+            hi = [(1 - m) / s for m, s in zip(self.mean, self.std)]
             for k in range(3):
                 out[:, k].clamp_(lo[k], hi[k])
         out = out.view(b, 3, h, w)
@@ -256,7 +258,7 @@ class BatchAugment:
             keep = torch.baddbmm(torch.ones((), device=dev), inside_rows, inside_cols, alpha=-1).unsqueeze(1)  # 1 - r c
             out.mul_(keep)  # "mean" fill: 0 after normalisation
             if self.erase_fill == "zero":
-                out.add_((1 - keep) * (-mean / std).to(dev).view(1, 3, 1, 1))
+                out.add_((1 - keep) * (-mean / std).view(1, 3, 1, 1))
             elif self.erase_fill == "random":
                 out.add_((1 - keep) * torch.randn(b, 3, h, w, generator=gen).to(dev))
         return out, m
