@@ -68,3 +68,23 @@ def record_losses(trainer) -> list[float]:
 
     trainer.losses = spy
     return seen
+
+
+def missing_body_configs(net: str) -> set[str]:
+    """The body data sets' configs (``<set>.yaml``) that ``configs/<net>/`` lacks."""
+    names = {p.relative_to(ROOT / "configs" / net).as_posix() for p in config_files(net)}
+    return {f"{d}.yaml" for d in BODY_SETS} - names
+
+
+def config_id(path: Path) -> str:
+    """A config's test id: its path under ``configs/``."""
+    return path.relative_to(ROOT / "configs").as_posix()
+
+
+def reduced_step(path: Path, sized: bool = False, batch: dict | None = None):
+    """One training step of ``path``'s network with a ResNet-18 trunk at SIZE on ``batch`` (default
+    :func:`batch_of`); ``sized`` builds size-dependent layers for ``input.size``. Returns (total,
+    {label: value})."""
+    small = load(path, "model.backbone={name: resnet18, pretrained: false}", f"input.size=[{SIZE[0]},{SIZE[1]}]")
+    model, losses, optimizer = trainer_parts(small, input_size=small.input.size if sized else None)
+    return train_step(model, losses, optimizer, batch if batch is not None else batch_of())

@@ -7,11 +7,20 @@ import math
 
 import pytest
 import torch
-from nettools import BODY_SETS, R18, ROOT, SIZE, config_files, load, train_step, trainer_parts
+from nettools import (
+    R18,
+    ROOT,
+    SIZE,
+    config_files,
+    config_id,
+    load,
+    missing_body_configs,
+    reduced_step,
+    train_step,
+    trainer_parts,
+)
 
 from reid.config import load_config
-from reid.engine.optim import build_optimizer
-from reid.losses import build_losses
 from reid.losses.mask import LIP_LOWER, LIP_UPPER, MaskGuidanceLoss, group_labels
 from reid.models import build_model
 
@@ -148,11 +157,10 @@ def test_custom_label_grouping_and_missing_masks_key():
 
 
 def test_all_configs_present():
-    names = {p.relative_to(ROOT / "configs" / NET).as_posix() for p in CONFIGS}
-    assert {f"{d}.yaml" for d in BODY_SETS} <= names
+    assert not missing_body_configs(NET)
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.relative_to(ROOT / "configs").as_posix())
+@pytest.mark.parametrize("path", CONFIGS, ids=config_id)
 def test_config_builds_and_trains_a_step(path):
     cfg = load(path)
     assert cfg.model.name == NET and cfg.model.backbone.last_stride == 1
@@ -161,26 +169,18 @@ def test_config_builds_and_trains_a_step(path):
     if path.stem in ("market1501", "dukemtmcreid"):
         assert cfg.reference.rank1 and cfg.reference.mAP
 
-    small = load(path, "model.backbone={name: resnet18, pretrained: false}", f"input.size=[{SIZE[0]},{SIZE[1]}]")
-    model, losses, optimizer = trainer_parts(small)
-    total, parts = train_step(model, losses, optimizer, batch_of())
+    total, parts = reduced_step(path, batch=batch_of())
     assert set(parts) == {"ce", "triplet", "mask"} and torch.isfinite(total)
 
 
 def test_loss_goes_down_on_a_repeated_batch():
     cfg = load(ROOT / "configs" / NET / "market1501.yaml", "model.backbone={name: resnet18, pretrained: false}",
                "optimizer.lr=1e-3")
-    torch.manual_seed(0)
-    model = build_model(cfg.model, 2).train()
-    losses = build_losses(cfg.losses)
-    optimizer = build_optimizer(cfg.optimizer, model)
+    model, losses, optimizer = trainer_parts(cfg)
     batch = batch_of()
     values, masks = [], []
     for _ in range(6):
-        total, parts = losses(model(batch["images"]), batch)
-        optimizer.zero_grad()
-        total.backward()
-        optimizer.step()
+        total, parts = train_step(model, losses, optimizer, batch)
         values.append(float(total.detach()))
         masks.append(float(parts["mask"]))
     assert values[-1] < 0.8 * values[0] and masks[-1] < masks[0]

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import pytest
 import torch
-from nettools import BODY_SETS, R18, ROOT, SIZE, batch_of, config_files, load, train_step, train_steps, trainer_parts
+from nettools import (
+    R18,
+    ROOT,
+    SIZE,
+    batch_of,
+    config_files,
+    config_id,
+    load,
+    missing_body_configs,
+    reduced_step,
+    train_steps,
+)
 
 from reid.models import build_model
 
@@ -59,11 +70,10 @@ def test_rga_sc_parameter_counts_at_384x128():
 
 
 def test_all_configs_present():
-    names = {p.relative_to(ROOT / "configs" / NET).as_posix() for p in CONFIGS}
-    assert {f"{d}.yaml" for d in BODY_SETS} <= names
+    assert not missing_body_configs(NET)
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.relative_to(ROOT / "configs").as_posix())
+@pytest.mark.parametrize("path", CONFIGS, ids=config_id)
 def test_config_builds_and_trains_a_step(path):
     cfg = load(path)
     assert cfg.model.name == NET and cfg.model.backbone.last_stride == 1
@@ -77,9 +87,7 @@ def test_config_builds_and_trains_a_step(path):
     if path.parent.name == NET and path.stem in ("market1501", "cuhk03_labeled", "cuhk03_detected", "msmt17"):
         assert cfg.reference.rank1 and cfg.reference.mAP and cfg.reference.source
 
-    small = load(path, "model.backbone={name: resnet18, pretrained: false}", f"input.size=[{SIZE[0]},{SIZE[1]}]")
-    model, losses, optimizer = trainer_parts(small, input_size=small.input.size)
-    total, parts = train_step(model, losses, optimizer, batch_of())
+    total, parts = reduced_step(path, sized=True)
     assert set(parts) == {"ce", "triplet"} and torch.isfinite(total)
 
 
