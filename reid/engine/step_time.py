@@ -14,7 +14,7 @@ from torch import nn
 
 from reid.engine.host_memory import keep_freed_host_memory
 from reid.engine.optim import build_optimizer
-from reid.engine.trainer import amp_dtype, resolve_device
+from reid.engine.trainer import amp_dtype, autocast, backward_and_step, resolve_device
 from reid.losses import build_losses
 
 
@@ -45,16 +45,9 @@ def time_train_step(cfg: Any, model: nn.Module, steps: int = 2, warmup: int = 1)
     batch = random_batch(cfg, device)
 
     def step() -> None:
-        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        with autocast(device, dtype):
             total, _ = losses(model(batch["images"]), batch)
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(total).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            total.backward()
-            optimizer.step()
+        backward_and_step(total, optimizer, scaler, model.parameters(), float(cfg.train.grad_clip or 0))
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 

@@ -61,6 +61,31 @@ def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
     raise ConfigError(f"train.amp must be auto, off, bf16 or fp16, got '{mode}'")
 
 
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """The forward pass's autocast context (a no-op for full precision)."""
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
+
+
+def backward_and_step(total: torch.Tensor, optimizer: torch.optim.Optimizer,
+                      scaler: torch.amp.GradScaler | None = None,
+                      parameters: Any = None, grad_clip: float = 0.0) -> None:
+    """zero_grad, backward (loss-scaled with ``scaler``), gradient clipping of ``parameters`` when
+    ``grad_clip`` > 0, optimiser step: the update of one training step."""
+    optimizer.zero_grad(set_to_none=True)
+    if scaler:
+        scaler.scale(total).backward()
+        scaler.unscale_(optimizer)
+    else:
+        total.backward()
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(parameters, float(grad_clip))
+    if scaler:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+
+
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -247,9 +272,7 @@ class Trainer:
         return summary
 
     def _autocast(self):
-        if self.amp is None:
-            return nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp)
+        return autocast(self.device, self.amp)
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         """One pass of the identity sampler; returns the epoch's mean loss terms."""
@@ -285,19 +308,8 @@ class Trainer:
                     f"loss is {total.item()} at epoch {epoch + 1}, iteration {it + 1}; "
                     "try a lower optimizer.lr or train.amp=off"
                 )
-            self.optimizer.zero_grad(set_to_none=True)
-            if self.scaler:
-                self.scaler.scale(total).backward()
-                self.scaler.unscale_(self.optimizer)
-            else:
-                total.backward()
-            if cfg.train.grad_clip:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), float(cfg.train.grad_clip))
-            if self.scaler:
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-            else:
-                self.optimizer.step()
+            backward_and_step(total, self.optimizer, self.scaler, self.model.parameters(),
+                              float(cfg.train.grad_clip or 0))
             n = batch["images"].shape[0]
             seen += n
             values = {"loss": float(total.detach()), **{k: float(v) for k, v in parts.items()}}
