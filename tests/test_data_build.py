@@ -11,7 +11,14 @@ import pytest
 import torch
 
 from reid.config import DEFAULTS, Config
-from reid.data import TrainLoader, build_dataset, build_test_images, build_train_loader, to_input
+from reid.data import (
+    DatasetError,
+    TrainLoader,
+    build_dataset,
+    build_test_images,
+    build_train_loader,
+    to_input,
+)
 
 
 def make_cfg(tmp_path, **dataset):
@@ -39,7 +46,8 @@ def test_loader_yields_pk_batches_on_device(setup):
     batches = list(loader)
     assert len(batches) == len(loader)
     for b in batches:
-        assert set(b) == {"images", "pids", "camids", "masks"}
+        assert set(b) == {"images", "pids", "camids", "masks", "mask_valid"}
+        assert b["mask_valid"].dtype == torch.bool and bool(b["mask_valid"].all())  # every sample has one
         assert b["images"].shape == (6, 3, 48, 24) and b["images"].dtype == torch.float32
         assert b["pids"].dtype == torch.int64 and b["camids"].dtype == torch.int64
         assert b["masks"].shape == (6, 48, 24) and b["masks"].dtype == torch.uint8
@@ -113,3 +121,90 @@ def test_build_dataset_prints_summary_and_checks_keys(tmp_path, capsys):
     cfg.dataset["num_idz"] = 3
     with pytest.raises(ConfigError, match="num_ids"):
         build_dataset(cfg)
+
+
+# ------------------------------------------------------------------------------ missing masks
+
+MASK_LOSS = {"mask": {"name": "mask_guidance", "weight": 1.0, "require_masks": True}}
+
+
+def drop_masks(ds, every: int = 3) -> set[str]:
+    """Delete every ``every``-th training mask file of ``ds``; returns the image paths that lost theirs."""
+    dropped = set()
+    for s in ds.train[::every]:
+        os.remove(s.mask)
+        dropped.add(s.path)
+    return dropped
+
+
+def test_samples_without_masks_are_flagged_on_both_store_paths(setup):
+    """Some mask files missing: every batch carries ``mask_valid``, false exactly for those samples,
+    whose masks are all zero; the resident and the memory-mapped stores give the same batches."""
+    cfg, ds = setup
+    dropped = drop_masks(ds)
+    ds = build_dataset(cfg, verbose=False)
+    assert ds.has_masks and sum(s.mask is None for s in ds.train) == len(dropped) > 0
+    cfg.losses = Config.wrap(MASK_LOSS)
+    resident = build_train_loader(cfg, ds, "cpu")
+    cfg.data.on_device = False
+    mapped = build_train_loader(cfg, ds, "cpu")
+    assert resident.on_device and not mapped.on_device
+    order = list(resident.sampler)  # the sample indices of each batch of this epoch
+    flags = []
+    for idx, x, y in zip(order, resident, mapped):
+        for key in ("images", "masks", "mask_valid"):
+            assert torch.equal(x[key], y[key]), key
+        want = torch.tensor([ds.train[i].path not in dropped for i in idx])
+        assert torch.equal(x["mask_valid"], want)
+        assert int(x["masks"][~want].sum()) == 0 and bool((x["masks"][want].flatten(1).amax(1) > 0).all())
+        flags.append(want)
+    assert not bool(torch.cat(flags).all())
+
+
+@pytest.mark.parametrize("crop", ["upscale", "pad"])
+def test_masks_stay_aligned_with_their_images(crop):
+    """Each valid sample's mask is its image's red channel: after crops and flips (no colour jitter,
+    no erasing) the de-normalised red channel still equals the mask pixel for pixel, on the resident
+    and the memory-mapped path; a sample without a mask keeps an all-zero mask and a false flag."""
+    from reid.data.sampler import PKSampler
+    from reid.data.transforms import BatchAugment
+
+    rng = np.random.default_rng(0)
+    n, size = 12, (16, 8)
+    augment = BatchAugment([0.5] * 3, [0.25] * 3, size=size, crop=crop, pad=3, flip_prob=0.5)
+    images = rng.integers(1, 256, (n, *augment.stored_size(), 3), dtype=np.uint8)
+    valid = np.arange(n) % 3 != 0
+    masks = np.where(valid[:, None, None], images[..., 0], 0).astype(np.uint8)
+    pids = np.arange(n) // 3
+    batches = []
+    for on_device in (True, False):
+        loader = TrainLoader(images, pids, pids, PKSampler(pids, 2, 3), augment, "cpu", masks=masks,
+                             on_device=on_device, mask_valid=valid)
+        assert loader.on_device is on_device
+        batches.append(list(zip(loader.sampler, loader)))
+    for (idx, x), (_, y) in zip(*batches):
+        assert all(torch.equal(x[k], y[k]) for k in ("images", "masks", "mask_valid"))
+        assert torch.equal(x["mask_valid"], torch.from_numpy(valid[idx]))
+        red = (x["images"][:, 0] * 0.25 + 0.5) * 255
+        v = x["mask_valid"]
+        assert torch.allclose(red[v], x["masks"][v].float(), atol=1e-3)
+        assert int(x["masks"][~v].sum()) == 0
+
+
+def test_training_set_without_any_mask(tmp_path):
+    """No mask at all: a one-line DatasetError naming the data set and where masks were expected,
+    before any image store is built, when a loss requires masks; a loader without masks otherwise."""
+    cfg = make_cfg(tmp_path, masks=False)
+    ds = build_dataset(cfg, verbose=False)
+    assert not ds.has_masks
+    cfg.losses = Config.wrap(copy.deepcopy(MASK_LOSS))
+    with pytest.raises(DatasetError) as err:
+        build_train_loader(cfg, ds, "cpu")
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith("synthetic: no training image has a body-part mask")
+    assert f"{ds.root}/masks/bounding_box_train/<image stem>.png" in msg
+    assert "losses.mask.require_masks=false" in msg
+    assert not (tmp_path / "cache" / "stores").exists()
+    cfg.losses.mask.require_masks = False
+    batch = next(iter(build_train_loader(cfg, ds, "cpu")))
+    assert set(batch) == {"images", "pids", "camids"}

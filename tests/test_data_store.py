@@ -67,3 +67,22 @@ def test_mask_store_keeps_labels(tmp_path):
     assert images.shape == (2, 20, 10, 3) and masks.shape == (2, 20, 10) and masks.dtype == np.uint8
     assert set(np.unique(masks)) == {0, 5, 17}  # nearest: no blended label values
     assert np.array_equal(masks[0], labels[1::2, 1::2])  # PIL nearest samples pixel centres
+
+
+def test_mask_store_with_samples_without_masks(tmp_path):
+    """A None mask path stores an all-zero mask (flag false); which entries are None is part of
+    the store's key, so dropping a mask file gives a new store."""
+    from reid.data.store import mask_valid
+
+    paths, _ = write_images(tmp_path / "img", n=3)
+    labels = np.full((40, 20), 9, dtype=np.uint8)
+    Image.fromarray(labels).save(tmp_path / "m.png")
+    full = [str(tmp_path / "m.png")] * 3
+    _, all_masks = build_image_store(paths, (20, 10), tmp_path / "cache", masks=full)
+    some = [full[0], None, full[2]]
+    images, masks = build_image_store(paths, (20, 10), tmp_path / "cache", masks=some)
+    assert masks.shape == (3, 20, 10) and images.shape == (3, 20, 10, 3)
+    assert (masks[[0, 2]] == 9).all() and (masks[1] == 0).all() and (all_masks == 9).all()
+    assert mask_valid(some).tolist() == [True, False, True] and mask_valid(some).dtype == bool
+    _, none = build_image_store(paths, (20, 10), tmp_path / "cache", masks=[None] * 3)
+    assert (np.asarray(none) == 0).all()

@@ -82,7 +82,8 @@ def test_resnet50_sizes_at_256x128():
 
 
 def direct_mask_loss(maps: list[torch.Tensor], masks: torch.Tensor, valid: torch.Tensor) -> float:
-    """(1/B) sum_b valid_b sum_maps sum_m sqrt(mean (S - area_resize(mask))^2), by loops."""
+    """(1/V) sum_b valid_b sum_maps sum_m sqrt(mean (S - area_resize(mask))^2), V = max(1, sum valid),
+    by loops."""
     b = masks.shape[0]
     total = 0.0
     for i in range(b):
@@ -99,7 +100,7 @@ def direct_mask_loss(maps: list[torch.Tensor], masks: torch.Tensor, valid: torch
                         target = full[y * fh:(y + 1) * fh, x * fw:(x + 1) * fw].mean()
                         err += float((s[i, m, y, x].detach().double() - target) ** 2)
                 total += math.sqrt(err / (h * w))
-    return total / b
+    return total / max(1, int(valid.sum()))
 
 
 def test_label_grouping_is_lip():
@@ -139,6 +140,33 @@ def test_mask_loss_matches_direct_formula_with_missing_masks():
     all_valid = MaskGuidanceLoss()({"attention_maps": maps}, {"masks": labels})
     assert float(all_valid.detach()) == pytest.approx(direct_mask_loss(maps, binary, torch.ones(b, dtype=torch.bool)),
                                                       rel=1e-5)
+
+
+def test_mixed_validity_is_the_loss_of_the_valid_samples_alone():
+    """A batch with samples without a mask gives the loss (and gradients) of the batch of its valid
+    samples alone; a batch with none valid gives exactly 0 and zero gradients."""
+    g = torch.Generator().manual_seed(3)
+    b = 6
+    maps = [torch.rand(b, 1, 8, 4, generator=g), torch.rand(b, 3, 4, 2, generator=g)]
+    labels = body_maps(b, (32, 16))
+    labels[4] = 0  # an empty stand-in like the store's, flagged missing as well
+    valid = torch.tensor([True, False, True, False, False, True])
+    mixed = [m.clone().requires_grad_() for m in maps]
+    loss = MaskGuidanceLoss()({"attention_maps": mixed}, {"masks": labels, "mask_valid": valid})
+    alone = [m[valid].clone().requires_grad_() for m in maps]
+    want = MaskGuidanceLoss()({"attention_maps": alone}, {"masks": labels[valid]})
+    direct = direct_mask_loss(alone, group_labels(labels[valid]), torch.ones(3, dtype=torch.bool))
+    assert float(loss.detach()) == pytest.approx(float(want.detach()), rel=1e-6) == pytest.approx(direct, rel=1e-5)
+    loss.backward()
+    want.backward()
+    for m, a in zip(mixed, alone):
+        assert torch.allclose(m.grad[valid], a.grad) and float(m.grad[~valid].abs().sum()) == 0.0
+    none = [m.clone().requires_grad_() for m in maps]
+    fn = MaskGuidanceLoss()
+    zero = fn({"attention_maps": none}, {"masks": labels, "mask_valid": torch.zeros(b, dtype=torch.bool)})
+    zero.backward()
+    assert zero.item() == 0.0 and all(float(m.grad.abs().sum()) == 0.0 for m in none)
+    assert fn.last_missing == b and fn.missing == b
 
 
 def test_custom_label_grouping_and_missing_masks_key():
@@ -184,6 +212,63 @@ def test_loss_goes_down_on_a_repeated_batch():
         values.append(float(total.detach()))
         masks.append(float(parts["mask"]))
     assert values[-1] < 0.8 * values[0] and masks[-1] < masks[0]
+
+
+def test_mmga_config_requires_masks_unless_switched_off(tmp_path):
+    """The MMGA configs require masks (losses.mask.require_masks, a validated bool): a synthetic set
+    without any mask stops the training data build; require_masks=false builds it without masks."""
+    from reid.data import DatasetError, build_dataset, build_train_loader
+    from reid.registry import ConfigError
+
+    args = [f"data.cache_dir={tmp_path / 'cache'}", "dataset={name: synthetic, _delete_: true}",
+            f"dataset.root={tmp_path / 'datasets'}", "dataset.num_ids=2", "dataset.num_test_ids=1",
+            "dataset.images_per_id=4", "dataset.height=64", "dataset.width=32", "dataset.masks=false",
+            "input.size=[32,16]", "sampler.num_ids=2", "sampler.num_instances=4", "data.workers=1",
+            "model.backbone={name: resnet18, last_stride: 1, pretrained: false}"]
+    path = ROOT / "configs" / NET / "market1501.yaml"
+    cfg = load_config(path, args)
+    assert cfg.losses.mask.require_masks is True
+    ds = build_dataset(cfg, verbose=False)
+    with pytest.raises(DatasetError, match=r"^synthetic: no training image has a .*masks/bounding_box_train"):
+        build_train_loader(cfg, ds, "cpu")
+    loader = build_train_loader(load_config(path, [*args, "losses.mask.require_masks=false"]), ds, "cpu")
+    assert "masks" not in next(iter(loader))
+    with pytest.raises(ConfigError, match="expects bool"):
+        load_config(path, [*args, "losses.mask.require_masks=1"])
+    with pytest.raises(ConfigError, match="did you mean 'losses.mask.require_masks'"):
+        load_config(path, [*args, "losses.mask.require_mask=false"])
+
+
+def test_trainer_logs_samples_without_masks_per_epoch(tmp_path):
+    """Some synthetic mask files deleted: two epochs of one step train, and each epoch's log line
+    gives that epoch's count of samples without a mask (the batch's false ``mask_valid`` flags), not
+    a running total."""
+    import os
+
+    from reid import engine
+    from reid.data import build_dataset
+
+    cfg = load_config(ROOT / "configs" / NET / "market1501.yaml", [
+        f"output_dir={tmp_path / 'run'}", f"data.cache_dir={tmp_path / 'cache'}",
+        "dataset={name: synthetic, _delete_: true}", f"dataset.root={tmp_path / 'datasets'}",
+        "dataset.num_ids=4", "dataset.num_test_ids=2", "dataset.images_per_id=4", "dataset.height=64",
+        "dataset.width=32", "input.size=[32,16]", "sampler.num_ids=2", "sampler.num_instances=4",
+        "model.backbone={name: resnet18, last_stride: 1, pretrained: false}",
+        "schedule.name=constant", "schedule.warmup_epochs=0", "train.epochs=2", "train.iters_per_epoch=1",
+        "data.workers=1",
+    ])
+    for s in build_dataset(cfg, verbose=False).train[::2]:
+        os.remove(s.mask)
+    trainer = engine.Trainer(cfg)
+    flags: list[torch.Tensor] = []
+    trainer.losses.losses["mask"].register_forward_hook(lambda m, args, out: flags.append(args[1]["mask_valid"]))
+    counts = []
+    for epoch in range(2):
+        trainer.train_epoch(epoch)
+        counts.append(int((~flags[epoch]).sum()))
+    assert len(flags) == 2 and counts[0] > 0
+    lines = [line for line in (tmp_path / "run" / "log.txt").read_text().splitlines() if " epoch " in f" {line}"]
+    assert [int(line.split("samples without a mask: ")[1].split(")")[0]) for line in lines] == counts
 
 
 @pytest.mark.slow

@@ -10,8 +10,9 @@ import torch
 from reid.registry import DATASETS
 
 from .datasets.base import DatasetError, ReidDataset, Sample
+from .datasets.market import MARKET_SPLITS
 from .sampler import PKSampler
-from .store import build_image_store
+from .store import build_image_store, mask_valid
 from .transforms import BatchAugment
 from .transforms import to_input as _to_input
 
@@ -83,13 +84,14 @@ class TrainLoader:
     """Iterates P x K training batches: gather by index from the uint8 store, augment on device.
 
     Yields ``{"images": float32 [B, 3, H, W], "pids": int64 [B], "camids": int64 [B]}`` (+
-    ``"masks"``: uint8 [B, H, W] when the data set has masks), all on ``device``. ``len()`` is
+    ``"masks"``: uint8 [B, H, W] and ``"mask_valid"``: bool [B] when ``masks`` is given; a sample
+    whose ``mask_valid`` flag [N] is false has an all-zero mask), all on ``device``. ``len()`` is
     batches per epoch; ``set_epoch(e)`` makes the order and the augmentation a function of (seed, e).
     """
 
     def __init__(self, images: np.ndarray, pids: np.ndarray, camids: np.ndarray, sampler: PKSampler,
                  augment: BatchAugment, device: torch.device | str, masks: np.ndarray | None = None,
-                 seed: int = 0, rank: int = 0, on_device: Any = "auto"):
+                 seed: int = 0, rank: int = 0, on_device: Any = "auto", mask_valid: np.ndarray | None = None):
         self.device = torch.device(device)
         self.sampler, self.augment = sampler, augment
         self.seed, self.rank = int(seed), int(rank)
@@ -102,6 +104,10 @@ class TrainLoader:
             self.images, self.masks = images, masks  # memory-mapped; gathered per batch
         self.pids = torch.as_tensor(np.asarray(pids), dtype=torch.int64, device=self.device)
         self.camids = torch.as_tensor(np.asarray(camids), dtype=torch.int64, device=self.device)
+        self.mask_valid = None
+        if masks is not None:
+            valid = np.ones(len(pids), dtype=bool) if mask_valid is None else np.asarray(mask_valid, dtype=bool)
+            self.mask_valid = torch.as_tensor(valid, device=self.device)
         self.generator = torch.Generator()
         self.set_epoch(0)
 
@@ -131,23 +137,52 @@ class TrainLoader:
             t = torch.from_numpy(idx).to(self.device)
             batch = {"images": x, "pids": self.pids[t], "camids": self.camids[t]}
             if m is not None:
-                batch["masks"] = m
+                batch["masks"], batch["mask_valid"] = m, self.mask_valid[t]
             yield batch
+
+
+def masks_required(cfg: Any) -> list[str]:
+    """Labels of the losses in ``cfg.losses`` that set ``require_masks: true`` (MMGA's mask loss)."""
+    return [label for label, spec in cfg.losses.items() if (spec or {}).get("require_masks")]
+
+
+def _expected_masks(dataset: ReidDataset) -> str:
+    """Where ``dataset``'s parser looks for its training masks, in words."""
+    first = Path(dataset.train[0].path) if dataset.train else None
+    if dataset.root and first is not None and first.parent.name == MARKET_SPLITS[0] \
+            and first.parent.parent == Path(dataset.root):  # a Market-format layout
+        return f"label maps {Path(dataset.root) / 'masks' / MARKET_SPLITS[0]}/<image stem>.png"
+    return (f"none: the {dataset.name} parser reads no masks; "
+            "Market-format sets read <root>/masks/<split>/<image stem>.png")
+
+
+def check_masks(cfg: Any, dataset: ReidDataset) -> None:
+    """A DatasetError when a loss requires masks and no training sample of ``dataset`` has one."""
+    needs = masks_required(cfg)
+    if needs and not dataset.has_masks:
+        raise DatasetError(
+            f"{dataset.name}: no training image has a body-part mask (expected: {_expected_masks(dataset)}); "
+            f"losses.{needs[0]}.require_masks is true: provide the masks or set "
+            f"losses.{needs[0]}.require_masks=false to train without mask guidance")
 
 
 def build_train_loader(cfg: Any, dataset: ReidDataset, device: torch.device | str, rank: int = 0,
                        world_size: int = 1) -> TrainLoader:
-    """The training loader of ``dataset.train`` per ``cfg.input/augment/sampler/data``."""
+    """The training loader of ``dataset.train`` per ``cfg.input/augment/sampler/data``; the body-part
+    masks of the samples that have one (:func:`check_masks` first: none at all can be an error)."""
+    check_masks(cfg, dataset)
     train = dataset.train
     paths = [s.path for s in train]
     workers = int(cfg.data.workers)
     augment = BatchAugment.from_config(cfg)
     stored = augment.stored_size()  # e.g. 9/8 of input.size: crops are then integer gathers
     interpolation = str(cfg.input.interpolation)
-    masks = None
-    if dataset.has_masks and all(s.mask is not None for s in train):
+    masks = valid = None
+    if dataset.has_masks:  # samples without a mask: an all-zero mask, flagged not valid
+        mask_paths = [s.mask for s in train]
         images, masks = build_image_store(paths, stored, _store_dir(cfg), workers=workers,
-                                          interpolation=interpolation, masks=[s.mask for s in train])
+                                          interpolation=interpolation, masks=mask_paths)
+        valid = mask_valid(mask_paths)
     else:
         images = build_image_store(paths, stored, _store_dir(cfg), workers=workers, interpolation=interpolation)
     pids = np.array([s.pid for s in train], dtype=np.int64)
@@ -155,5 +190,6 @@ def build_train_loader(cfg: Any, dataset: ReidDataset, device: torch.device | st
     sampler = PKSampler(pids, int(cfg.sampler.num_ids), int(cfg.sampler.num_instances),
                         seed=int(cfg.seed), rank=rank, world_size=world_size)
     return TrainLoader(images, pids, camids, sampler, augment, device, masks=masks,
-                       seed=int(cfg.seed), rank=rank, on_device=cfg.data.on_device)
+                       seed=int(cfg.seed), rank=rank, on_device=cfg.data.on_device,
+                       mask_valid=valid)
 

@@ -3,6 +3,7 @@
 A store is ``<cache_dir>/<kind>-<key>.npy`` where ``key`` hashes the file list, the files' sizes
 and modification times, the target size and the interpolation; it is built once (thread pool of
 PIL decoders, tqdm progress bar), written atomically, and reused across epochs and runs.
+A mask store may leave samples out (path ``None``): their entry is all zero (background).
 """
 from __future__ import annotations
 
@@ -28,10 +29,13 @@ INTERPOLATIONS = {
 STORE_VERSION = 1
 
 
-def store_key(paths: Sequence[str], size: tuple[int, int], interpolation: str, kind: str) -> str:
-    """Hash of (files, their sizes and mtimes, size, interpolation, kind)."""
+def store_key(paths: Sequence[str | None], size: tuple[int, int], interpolation: str, kind: str) -> str:
+    """Hash of (files, their sizes and mtimes, size, interpolation, kind); ``None`` entries count."""
     h = hashlib.sha1(f"{STORE_VERSION}|{kind}|{size[0]}x{size[1]}|{interpolation}|{len(paths)}".encode())
     for p in paths:
+        if p is None:
+            h.update(b"\n-")
+            continue
         try:
             st = os.stat(p)
         except OSError as exc:
@@ -54,12 +58,12 @@ def _decode(path: str, size: tuple[int, int], resample: int, mode: str) -> np.nd
         raise DatasetError(f"{path}: cannot decode image ({exc})") from None
 
 
-def _build(paths: Sequence[str], size: tuple[int, int], cache_dir: str | os.PathLike, workers: int,
+def _build(paths: Sequence[str | None], size: tuple[int, int], cache_dir: str | os.PathLike, workers: int,
            interpolation: str, kind: str) -> np.ndarray:
     if interpolation not in INTERPOLATIONS:
         raise DatasetError(f"unknown interpolation '{interpolation}'; valid: {', '.join(INTERPOLATIONS)}")
     size = (int(size[0]), int(size[1]))
-    paths = [str(p) for p in paths]
+    paths = [str(p) if p is not None else None for p in paths]
     mode = "L" if kind == "masks" else "RGB"
     shape = (len(paths), *size) + (() if mode == "L" else (3,))
     cache = Path(cache_dir)
@@ -77,7 +81,7 @@ def _build(paths: Sequence[str], size: tuple[int, int], cache_dir: str | os.Path
     resample = INTERPOLATIONS[interpolation]
 
     def work(i: int) -> None:
-        out[i] = _decode(paths[i], size, resample, mode)
+        out[i] = _decode(paths[i], size, resample, mode) if paths[i] is not None else 0
 
     try:
         with ThreadPoolExecutor(max(1, int(workers))) as pool:
@@ -98,12 +102,13 @@ def build_image_store(
     cache_dir: str | os.PathLike,
     workers: int = 4,
     interpolation: str = "bilinear",
-    masks: Sequence[str] | None = None,
+    masks: Sequence[str | None] | None = None,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Images as a read-only memory-mapped uint8 array [N, H, W, 3] (``size`` = (H, W)).
 
-    With ``masks`` (label-map files parallel to ``paths``) returns ``(images, masks)`` where masks is
-    [N, H, W] uint8 resized with nearest neighbour. An unreadable file is a DatasetError naming it.
+    With ``masks`` (label-map files parallel to ``paths``; ``None`` for a sample without one) returns
+    ``(images, masks)`` where masks is [N, H, W] uint8 resized with nearest neighbour, all zero for
+    a ``None`` entry (:func:`mask_valid` gives the flags). An unreadable file is a DatasetError naming it.
     """
     images = _build(paths, size, cache_dir, workers, interpolation, "images")
     if masks is None:
@@ -111,3 +116,8 @@ def build_image_store(
     if len(masks) != len(paths):
         raise ValueError(f"{len(masks)} mask files for {len(paths)} images")
     return images, _build(masks, size, cache_dir, workers, "nearest", "masks")
+
+
+def mask_valid(masks: Sequence[str | None]) -> np.ndarray:
+    """bool [N]: which entries of a mask store's file list have a mask (not ``None``)."""
+    return np.array([m is not None for m in masks], dtype=bool)

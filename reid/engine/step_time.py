@@ -19,13 +19,15 @@ from reid.losses import build_losses
 
 
 def random_batch(cfg: Any, device: torch.device, seed: int = 0) -> dict[str, torch.Tensor]:
-    """images [P*K, 3, H, W] (normalised-looking), pids in P x K order, binary masks [P*K, 3, H, W]."""
+    """images [P*K, 3, H, W] (normalised-looking), pids in P x K order, binary masks [P*K, 3, H, W]
+    with every ``mask_valid`` [P*K] flag true (the training batch's keys)."""
     p, k = int(cfg.sampler.num_ids), int(cfg.sampler.num_instances)
     h, w = int(cfg.input.size[0]), int(cfg.input.size[1])
     g = torch.Generator().manual_seed(seed)
     return {"images": torch.randn(p * k, 3, h, w, generator=g).to(device),
             "pids": torch.arange(p).repeat_interleave(k).to(device),
-            "masks": (torch.rand(p * k, 3, h, w, generator=g) > 0.5).to(device)}
+            "masks": (torch.rand(p * k, 3, h, w, generator=g) > 0.5).to(device),
+            "mask_valid": torch.ones(p * k, dtype=torch.bool, device=device)}
 
 
 def time_train_step(cfg: Any, model: nn.Module, steps: int = 2, warmup: int = 1) -> dict[str, Any]:

@@ -282,6 +282,10 @@ class Trainer:
         self.loader.set_epoch(epoch)
         torch.manual_seed(int(cfg.seed) * 1000 + epoch)  # dropout etc.: a function of the epoch
         self.model.train()
+        counters = [m for m in (self.losses.modules() if isinstance(self.losses, torch.nn.Module) else [])
+                    if hasattr(m, "missing")]  # losses counting samples without a mask: per epoch
+        for m in counters:
+            m.missing = 0
         iters = len(self.loader)
         if cfg.train.iters_per_epoch:
             iters = min(iters, int(cfg.train.iters_per_epoch))
@@ -332,10 +336,8 @@ class Trainer:
         elapsed = time.perf_counter() - start
         if self.is_main:
             terms = " ".join(f"{k} {v:.4f}" for k, v in means.items())
-            modules = self.losses.modules() if isinstance(self.losses, torch.nn.Module) else []
-            missing = sum(getattr(m, "missing", 0) for m in modules if m is not self.losses)
-            if missing:
-                terms += f" (samples without a mask so far: {missing})"
+            if counters:
+                terms += f" (samples without a mask: {sum(int(m.missing) for m in counters)})"
             self.log.info(
                 f"epoch {epoch + 1}/{cfg.train.epochs} lr {lr:.2e} {terms} "
                 f"({seen * self.world_size / max(elapsed, 1e-9):.0f} img/s, {elapsed:.1f}s)"

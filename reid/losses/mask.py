@@ -5,12 +5,16 @@ channel m (0 whole, 1 upper, 2 lower). Masks: ``batch["masks"]``, either [B, 3, 
 channels (float or uint8, {0, 1} or {0, 255}) or human-parsing label maps [B, H, W] / [B, 1, H, W]
 (integer), grouped as whole = label > 0, upper = ``upper_labels``, lower = ``lower_labels`` (LIP
 numbering by default). ``batch["mask_valid"]`` [B] bool marks samples that have a mask (absent:
-all valid); with ``empty_is_missing`` a mask without any foreground (e.g. a zero-filled stand-in for a
-missing file) counts as missing too. A missing mask zeroes that sample's term::
+all valid); with ``empty_is_missing`` a mask without any foreground (e.g. the zero-filled stand-in
+the training store holds for a missing file) counts as missing too. The loss is the mean over the
+samples with a mask; a sample without one contributes nothing (value nor gradient), and a batch
+without any gives exactly 0::
 
-    loss = (1/B) sum_b valid_b sum_maps sum_m sqrt(mean_{h,w} (S_bm - area_resize(mask_bm))^2 + eps)
+    loss = 1/max(1, V) sum_b valid_b sum_maps sum_m sqrt(mean_{h,w} (S_bm - area_resize(mask_bm))^2 + eps),
+    V = sum_b valid_b
 
-The config ``weight`` is lambda (1). ``missing`` / ``last_missing`` count samples without a mask.
+The config ``weight`` is lambda (1). ``last_missing`` counts the last batch's samples without a mask,
+``missing`` those since it was last set to 0 (the trainer does at each epoch start, and logs it).
 """
 from __future__ import annotations
 
@@ -61,7 +65,8 @@ def area_resize(masks: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
 class MaskGuidanceLoss(nn.Module):
     """Sum of per-map RMSEs between attention maps and area-resized masks (module docstring).
 
-    ``require_masks``: a batch without ``masks`` is an error (true) or gives 0 (false);
+    ``require_masks``: a batch without ``masks`` is an error (true) or gives 0 (false); the training
+    data build (reid.data.build.check_masks) also makes a training set without any mask an error;
     ``empty_is_missing``: an all-background mask counts as missing.
     """
 
@@ -73,7 +78,7 @@ class MaskGuidanceLoss(nn.Module):
         self.input, self.masks, self.valid = input, masks, valid
         self.upper, self.lower = list(upper_labels), list(lower_labels)
         self.require_masks, self.empty_is_missing, self.eps = require_masks, empty_is_missing, float(eps)
-        self.missing = 0  # samples without a mask seen so far (training calls)
+        self.missing = 0  # samples without a mask since the trainer's last reset (epoch start)
         self.last_missing = 0
 
     def forward(self, outputs: Mapping[str, Any], batch: Mapping[str, Any]) -> torch.Tensor:
@@ -108,4 +113,5 @@ class MaskGuidanceLoss(nn.Module):
             target = area_resize(masks[:, :k], s.shape[2:])
             rmse = torch.sqrt(((s.float() - target) ** 2).mean(dim=(2, 3)) + self.eps)  # [B, k]
             per_sample = per_sample + rmse.sum(dim=1)
-        return torch.where(valid, per_sample, torch.zeros_like(per_sample)).sum() / b
+        kept = torch.where(valid, per_sample, torch.zeros_like(per_sample))  # no gradient to the others
+        return kept.sum() / valid.sum().clamp(min=1)
