@@ -60,7 +60,12 @@ DEFAULTS: dict[str, Any] = {
             "fill": "mean",  # mean | random | zero
         },
     },
-    "sampler": {"num_ids": 16, "num_instances": 4},  # P identities x K images per batch
+    "sampler": {  # P identities x K images per batch
+        "num_ids": 16,
+        "num_instances": 4,
+        "epoch": "images",  # images (a pass over the images in chunks of K) | identities (each identity once)
+        "last_batch": "drop",  # identities mode, leftover identities: drop | keep (one smaller last batch)
+    },
     "data": {
         "cache_dir": ".cache/reid",  # decoded image stores and generated data sets
         "workers": 4,  # threads decoding images into the store
@@ -121,6 +126,12 @@ DEFAULTS: dict[str, Any] = {
         "rerank": False,
         "aqe": False,
     },
+}
+
+#: Keys whose value is one of a fixed set of strings (checked at load).
+CHOICES: dict[str, tuple[str, ...]] = {
+    "sampler.epoch": ("images", "identities"),  # reid.data.sampler.EPOCHS
+    "sampler.last_batch": ("drop", "keep"),  # reid.data.sampler.LAST_BATCHES
 }
 
 #: Sections whose keys come from a registered component's signature.
@@ -458,6 +469,10 @@ def _validate_section(key: str, user: dict, schema: dict, origin: dict[str, str]
             out[k] = _validate_section(sub, v, schema[k], origin, fallback)
         else:
             _check_type(sub, v, _expected_types(schema[k], None), where, schema[k])
+            if sub in CHOICES and v not in CHOICES[sub]:
+                best = closest(str(v), CHOICES[sub])
+                hint = f"; did you mean '{best}'?" if best else ""
+                raise ConfigError(f"{where}: '{sub}' must be one of {', '.join(CHOICES[sub])}, got '{v}'{hint}")
             out[k] = v
     if not key:
         for k, reg in COMPONENT_SECTIONS.items():

@@ -28,7 +28,7 @@ def make_cfg(tmp_path, **dataset):
     d["input"]["size"] = [48, 24]
     d["data"]["cache_dir"] = str(tmp_path / "cache")
     d["data"]["workers"] = 2
-    d["sampler"] = {"num_ids": 3, "num_instances": 2}
+    d["sampler"].update(num_ids=3, num_instances=2)
     d["augment"]["erasing"]["prob"] = 0.5
     return Config.wrap(d)
 

@@ -19,7 +19,8 @@ def main() -> int:
     parser = config_parser(__doc__.strip().splitlines()[0])
     parser.add_argument("--resume", metavar="PATH", help="checkpoint to resume from ('auto': the run's last.pth)")
     parser.add_argument("--summary", action="store_true",
-                        help="print the model, its parameter counts and the time of one training step, then exit")
+                        help="print the model, its parameter counts, the batches per epoch and iterations of the run "
+                             "and the time of one training step, then exit")
     parser.add_argument("--summary-steps", type=int, default=2, metavar="N",
                         help="training steps timed by --summary (mean after one warm-up step; 0: no timing)")
     parser.add_argument("--output-dir", help="output folder (same as output_dir=...)")
@@ -31,7 +32,7 @@ def main() -> int:
     cfg = load_config(args.config, overrides)
     if args.summary:
         from reid.data import train_identities
-        from reid.engine.step_time import format_step_time, time_train_step
+        from reid.engine.step_time import format_step_time, format_training_length, time_train_step, training_length
         from reid.models import build_model, summary
 
         backbone = cfg.model.get("backbone") if hasattr(cfg.model, "get") else None
@@ -39,6 +40,7 @@ def main() -> int:
             cfg = load_config(args.config, overrides + ["model.backbone.pretrained=false"])
         num_classes, source = train_identities(cfg)
         print(f"classifier: {num_classes} training identities ({source})")
+        print(format_training_length(cfg, training_length(cfg)))
         model = build_model(cfg.model, num_classes, input_size=cfg.input.size)
         print(summary(model))
         if args.summary_steps > 0:

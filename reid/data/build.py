@@ -188,7 +188,8 @@ def build_train_loader(cfg: Any, dataset: ReidDataset, device: torch.device | st
     pids = np.array([s.pid for s in train], dtype=np.int64)
     camids = np.array([s.camid for s in train], dtype=np.int64)
     sampler = PKSampler(pids, int(cfg.sampler.num_ids), int(cfg.sampler.num_instances),
-                        seed=int(cfg.seed), rank=rank, world_size=world_size)
+                        seed=int(cfg.seed), rank=rank, world_size=world_size,
+                        epoch=str(cfg.sampler.epoch), last_batch=str(cfg.sampler.last_batch))
     return TrainLoader(images, pids, camids, sampler, augment, device, masks=masks,
                        seed=int(cfg.seed), rank=rank, on_device=cfg.data.on_device,
                        mask_valid=valid)

@@ -1,4 +1,15 @@
-"""Identity sampler: batches of P identities x K images, distributed-aware, seeded per epoch."""
+"""Identity sampler: batches of P identities x K images, distributed-aware, seeded per epoch.
+
+Two definitions of an epoch (``sampler.epoch``), as the released codes of the recipes differ:
+
+- ``images``: a pass over the training images in chunks of K per identity (BoT's
+  RandomIdentitySampler): about ``images / (P K)`` batches (Market-1501, P=16 K=4: 185).
+- ``identities``: every identity once, with K of its images (MGN-pytorch's RandomSampler, RGA-Net's
+  and BDB's RandomIdentitySampler): ``identities / P`` batches (Market-1501, P=16: 46 or 47). The
+  identities left over after the last full batch are dropped (``last_batch: drop``, a DataLoader with
+  ``drop_last=True``: RGA-Net, BDB) or form one smaller last batch (``last_batch: keep``,
+  ``drop_last=False``: MGN-pytorch, LAG-Net).
+"""
 from __future__ import annotations
 
 from typing import Iterator, Sequence
@@ -7,22 +18,59 @@ import numpy as np
 
 from .datasets.base import DatasetError
 
+EPOCHS = ("images", "identities")
+LAST_BATCHES = ("drop", "keep")
+
+
+def batches_per_epoch(images_per_id: Sequence[int], num_ids: int, num_instances: int, epoch: str = "images",
+                      last_batch: str = "drop", world_size: int = 1) -> int:
+    """Batches one process draws in an epoch, from the number of images of each identity.
+
+    ``images``: every identity gives ``max(1, n // K)`` chunks; ``floor(chunks / (P W))`` batches.
+    ``identities``: ``floor(ids / (P W))`` full batches, plus with ``last_batch: keep`` one batch of
+    ``(ids mod P W) // W`` identities per process when that is at least one.
+    """
+    p_all = int(num_ids) * int(world_size)
+    if epoch == "images":
+        chunks = sum(max(1, int(n) // int(num_instances)) for n in images_per_id)
+        return max(1, chunks // p_all)
+    if epoch != "identities":
+        raise ValueError(f"sampler.epoch must be one of {EPOCHS}, got {epoch!r}")
+    ids = len(images_per_id)
+    full = ids // p_all
+    partial = last_batch == "keep" and (ids - full * p_all) // int(world_size) >= 1
+    return full + int(partial)
+
 
 class PKSampler:
     """Yields index batches of ``num_ids`` identities x ``num_instances`` images.
 
-    An epoch splits each identity's images (shuffled) into chunks of K (an identity with fewer than
-    K images is sampled with replacement, leftovers dropped); global batches of ``world_size x P``
-    distinct identities are drawn from the identities with chunks left (topped up with random
-    identities when fewer remain), and rank ``r`` gets the ``r``-th slice of P identities. The order
+    ``epoch="images"``: the epoch splits each identity's images (shuffled) into chunks of K (an
+    identity with fewer than K images is sampled with replacement, leftovers dropped); global batches
+    of ``world_size x P`` distinct identities are drawn from the identities with chunks left (topped
+    up with random identities when fewer remain).
+
+    ``epoch="identities"``: the identities are shuffled and taken ``world_size x P`` at a time, each
+    with K of its images (without replacement; with replacement when it has fewer than K). The
+    remainder after the last full global batch is dropped (``last_batch="drop"``) or, with
+    ``"keep"``, is one last global batch in which every rank gets ``remainder // world_size``
+    identities (the ``remainder mod world_size`` left over are dropped; so ranks always hold batches
+    of equal size).
+
+    In both modes rank ``r`` gets the ``r``-th slice of P identities of each global batch; the order
     is a pure function of ``(seed, epoch)`` (:meth:`set_epoch`); ``len()`` is batches per epoch.
     """
 
     def __init__(self, pids: Sequence[int], num_ids: int, num_instances: int, seed: int = 0,
-                 rank: int = 0, world_size: int = 1):
+                 rank: int = 0, world_size: int = 1, epoch: str = "images", last_batch: str = "drop"):
         pids = np.asarray(pids, dtype=np.int64)
         self.num_ids, self.num_instances = int(num_ids), int(num_instances)
         self.seed, self.rank, self.world_size = int(seed), int(rank), int(world_size)
+        if epoch not in EPOCHS:
+            raise ValueError(f"sampler.epoch must be one of {EPOCHS}, got {epoch!r}")
+        if last_batch not in LAST_BATCHES:
+            raise ValueError(f"sampler.last_batch must be one of {LAST_BATCHES}, got {last_batch!r}")
+        self.mode, self.last_batch = epoch, last_batch
         self.epoch = 0
         uniq, inverse = np.unique(pids, return_inverse=True)
         order = np.argsort(inverse, kind="stable")
@@ -35,8 +83,8 @@ class PKSampler:
                 f"sampler: a batch needs {self.num_ids * self.world_size} identities "
                 f"(sampler.num_ids x {self.world_size} processes) but the training set has {len(uniq)}"
             )
-        chunks = sum(max(1, len(g) // self.num_instances) for g in self.groups)
-        self._len = max(1, chunks // (self.num_ids * self.world_size))
+        self._len = batches_per_epoch([len(g) for g in self.groups], self.num_ids, self.num_instances,
+                                      epoch, last_batch, self.world_size)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -45,9 +93,12 @@ class PKSampler:
         return self._len
 
     def batches(self, epoch: int | None = None) -> list[np.ndarray]:
-        """This rank's batches of epoch ``epoch`` (default: the current one): [P*K] index arrays."""
+        """This rank's batches of epoch ``epoch`` (default: the current one): [P*K] index arrays
+        (smaller in a kept last batch of the ``identities`` mode)."""
         epoch = self.epoch if epoch is None else int(epoch)
         rng = np.random.default_rng([self.seed, epoch, 1729])
+        if self.mode == "identities":
+            return self._identity_batches(rng)
         k, p_all = self.num_instances, self.num_ids * self.world_size
         chunks: list[list[np.ndarray]] = []
         for g in self.groups:
@@ -74,6 +125,21 @@ class PKSampler:
             remaining[ids] = np.maximum(remaining[ids] - 1, 0)
             mine = batch[self.rank * self.num_ids:(self.rank + 1) * self.num_ids]
             out.append(np.concatenate(mine))
+        return out
+
+    def _identity_batches(self, rng: np.random.Generator) -> list[np.ndarray]:
+        """``identities`` mode: every identity once (shuffled) with K images, P per rank and batch."""
+        k, w = self.num_instances, self.world_size
+        order = rng.permutation(len(self.groups))
+        # every rank draws every identity's images (same stream), then keeps its own slices
+        images = [rng.choice(self.groups[i], k, replace=len(self.groups[i]) < k) for i in order]
+        p_all = self.num_ids * w
+        out = []
+        for b in range(self._len):
+            start = b * p_all
+            per_rank = min(self.num_ids, (len(order) - start) // w)  # < P only in a kept last batch
+            first = start + self.rank * per_rank
+            out.append(np.concatenate(images[first:first + per_rank]))
         return out
 
     def __iter__(self) -> Iterator[np.ndarray]:

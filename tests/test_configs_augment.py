@@ -1,0 +1,47 @@
+"""Each recipe's configs resolve to the input pipeline and epoch of its released code (for every data
+set of the network)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from reid.config import load_config
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+NO_JITTER = {"augment.color_jitter.prob": 0.0}
+ERASING = {"augment.erasing.prob": 0.5, "augment.erasing.area": [0.02, 0.4], "augment.erasing.aspect": 0.3,
+           "augment.erasing.fill": "mean"}
+MGN_PYTORCH = {"input.interpolation": "bicubic", "augment.crop": "none", **NO_JITTER, **ERASING}
+
+RECIPES = {  # network: keys of the resolved config (sampler.epoch included)
+    "bot": {"augment.crop": "pad", "augment.pad": 10, "augment.crop_prob": 1.0, **NO_JITTER, **ERASING,
+            "sampler.epoch": "images"},
+    "pcb": {"augment.crop": "none", "augment.erasing.prob": 0.0, **NO_JITTER, "sampler.epoch": "images"},
+    "mgn": {**MGN_PYTORCH, "sampler.epoch": "identities", "sampler.last_batch": "keep"},
+    "fusion": {**MGN_PYTORCH, "sampler.epoch": "identities", "sampler.last_batch": "keep"},
+    "lagnet": {**MGN_PYTORCH, "sampler.epoch": "identities", "sampler.last_batch": "keep"},
+    "rganet": {"input.interpolation": "bilinear", "augment.crop": "upscale", "augment.crop_scale": 1.125,
+               "augment.crop_prob": 0.5, **NO_JITTER, **ERASING, "sampler.epoch": "identities",
+               "sampler.last_batch": "drop"},
+    "bdb": {"input.interpolation": "bilinear", "augment.crop": "none", **NO_JITTER,  # Cutout: one 64x64 square
+            "augment.erasing.prob": 0.5, "augment.erasing.area": [1 / 12, 1 / 12], "augment.erasing.aspect": 1.0,
+            "augment.erasing.fill": "mean", "sampler.epoch": "identities", "sampler.last_batch": "drop"},
+    "mmga": {"augment.crop": "upscale", "augment.crop_scale": 1.125, **ERASING, "sampler.epoch": "images"},
+}
+
+
+def _get(cfg, dotted):
+    for part in dotted.split("."):
+        cfg = cfg[part]
+    return cfg
+
+
+@pytest.mark.parametrize("network", sorted(RECIPES))
+def test_recipe_input_pipeline_and_epoch(network):
+    paths = sorted(CONFIGS.glob(f"{network}/*.yaml"))
+    assert len(paths) >= 5
+    for path in paths:
+        cfg = load_config(path)
+        assert {k: _get(cfg, k) for k in RECIPES[network]} == RECIPES[network], path.name
+        assert cfg.augment.flip_prob == 0.5
