@@ -1,4 +1,4 @@
-"""Learning-rate schedules: linear warmup, then multi-step (gamma or explicit factors), cosine or constant (per epoch)."""
+"""Learning-rate schedules: linear warmup, then multi-step (gamma or explicit factors), cosine or constant."""
 from __future__ import annotations
 
 import math

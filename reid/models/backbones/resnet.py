@@ -11,7 +11,6 @@ layer3 1024x24x8, layer4 2048x12x4 (2048x24x8 with ``last_stride=1``).
 from __future__ import annotations
 
 import copy
-import os
 from pathlib import Path
 
 import torch
