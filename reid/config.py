@@ -93,6 +93,7 @@ DEFAULTS: dict[str, Any] = {
         "warmup_start_lr": 3.5e-6,  # absolute lr at the start of the linear warmup
         "milestones": [40, 70],
         "gamma": 0.1,
+        "factors": [],  # multistep: lr factor before milestone 1, ..., after the last (replaces gamma)
         "min_lr": 0.0,  # cosine floor
     },
     "train": {

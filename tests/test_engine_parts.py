@@ -37,6 +37,20 @@ def test_cosine_and_constant():
         lr(20, dict(LAGA, name="cosin"))
 
 
+def test_multistep_factors_give_a_piecewise_constant_schedule():
+    """``factors``: factors[k] after k milestones (replacing gamma ** k), e.g. a staircase warmup."""
+    steps = dict(LAGA, warmup_epochs=0, milestones=[2, 5, 9], factors=[0.25, 0.5, 1.0, 0.1])
+    want = [0.25, 0.25, 0.5, 0.5, 0.5, 1.0, 1.0, 1.0, 1.0, 0.1, 0.1]
+    assert [lr_factor(e, steps, 8e-4, 11) for e in range(11)] == want
+    with_warmup = dict(steps, warmup_epochs=1, warmup_start_lr=8e-5)
+    assert lr_factor(0, with_warmup, 8e-4, 11) == pytest.approx(0.1) and lr_factor(1, with_warmup, 8e-4, 11) == 0.25
+    for bad in ({"factors": [1.0, 0.1]}, {"milestones": [5, 2, 9]}):
+        with pytest.raises(ConfigError, match="one more entry than the increasing"):
+            lr_factor(0, dict(steps, **bad), 8e-4, 11)
+    assert DEFAULTS["schedule"]["factors"] == []  # default: gamma ** k as before
+    assert lr(40, dict(LAGA, factors=[])) == pytest.approx(4e-4)
+
+
 class TwoPart(nn.Module):
     def __init__(self):
         super().__init__()

@@ -110,3 +110,44 @@ def test_offline_without_cached_file_names_the_file(tmp_path, monkeypatch):
     src = ResNet(BasicBlock, [2, 2, 2, 2])
     torch.save(src.state_dict(), hub_checkpoint_path("resnet18"))
     assert torch.equal(resnet18(pretrained=True).layer1[0].conv1.weight, src.layer1[0].conv1.weight)
+
+
+def fake_hub(tmp_path, monkeypatch, *files: str):
+    """An offline torch.hub cache under tmp_path holding tiny (invalid) checkpoint ``files``."""
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    folder = tmp_path / "hub" / "checkpoints"
+    folder.mkdir(parents=True)
+    for name in files:
+        torch.save({"fc.weight": torch.zeros(1)}, folder / name)
+    return folder
+
+
+def test_imagenet_v2_file_is_refused_unless_named(tmp_path, monkeypatch):
+    """torchvision's IMAGENET1K_V2 ResNet-50 (resnet50-11ad3fa6.pth, another training recipe) never
+    stands in for the V1 file; it is read only for ``weights: IMAGENET1K_V2``."""
+    folder = fake_hub(tmp_path, monkeypatch, "resnet50-11ad3fa6.pth")
+    with pytest.raises(WeightsError) as info:
+        resnet50(pretrained=True)
+    message = str(info.value)
+    assert "not available offline" in message and str(folder / "resnet50-0676ba61.pth") in message
+    assert "resnet50-11ad3fa6.pth (IMAGENET1K_V2)" in message and "never in their place" in message
+    # named: the V2 file is the one read (the tiny fake is then rejected as not a ResNet-50 state dict)
+    with pytest.raises(WeightsError, match=r"resnet50-11ad3fa6\.pth: not a resnet50 state dict"):
+        resnet50(weights="IMAGENET1K_V2")
+    with pytest.raises(WeightsError, match="did you mean 'IMAGENET1K_V2'"):
+        resnet50(weights="IMAGENET1K_V3")
+    with pytest.raises(WeightsError, match="unknown ImageNet weights 'IMAGENET1K_V2' for resnet18"):
+        resnet18(weights="IMAGENET1K_V2")
+
+
+def test_v1_files_under_either_name_are_used(tmp_path, monkeypatch):
+    """V1 under torchvision's older file name (resnet50-19c8e357.pth) is the same weights: accepted."""
+    fake_hub(tmp_path, monkeypatch, "resnet50-19c8e357.pth", "resnet50-11ad3fa6.pth")
+    for kwargs in ({"pretrained": True}, {"weights": "IMAGENET1K_V1"}):
+        with pytest.raises(WeightsError, match=r"resnet50-19c8e357\.pth: not a resnet50 state dict"):
+            resnet50(**kwargs)

@@ -9,6 +9,8 @@ from nettools import R18, ROOT, batch_of, config_files, config_id, load, missing
 
 from reid.losses.attention_reg import AttentionRegLoss
 from reid.models import build_model
+from reid.models.lagnet import LAGHead, conv_reduction
+from reid.registry import ConfigError
 
 NET = "lagnet"
 CONFIGS = config_files(NET)
@@ -36,7 +38,7 @@ def test_outputs_train_and_eval():
     assert set(out) == {"logits", "triplet_features", "features", "parts"}
     assert [t.shape for t in out["logits"]] == [(8, 5)] * 7
     assert [t.shape for t in out["features"]] == [(8, 512)] * 7
-    assert [t.shape[1] for t in out["triplet_features"]] == [256, 256, 256, 256, 768]
+    assert [t.shape[1] for t in out["triplet_features"]] == [256, 256, 256, 256, 512]
     assert out["parts"].shape == (8, 24, 512)
     with torch.no_grad():
         ev = model.eval()(x)
@@ -65,6 +67,84 @@ def test_part_branch_pools_real_stripes_and_drop_is_training_only():
     model.drop.register_forward_hook(lambda m, args, out: seen.update(inp=args[0], out=out))
     model(x)
     assert (seen["out"] == 0).any() and not torch.equal(seen["out"], seen["inp"])
+
+
+def test_fifth_triplet_input_is_the_part_head_feature_by_default():
+    """Released code: the fifth triplet term takes the ps head's 512-D BN feature; the three stripe
+    reductions (dead there) are not built. ``part_triplet: stripes`` restores the 768-D concatenation."""
+    torch.manual_seed(0)
+    model = build_model({"name": NET, "backbone": R18}, 5).train()
+    assert model.part_triplet == "head" and len(model.stripe_reductions) == 0
+    out = model(batch_of()["images"])
+    ps = out["features"][model.head_names.index("ps")]
+    assert out["triplet_features"][4].shape == (8, 512) and torch.equal(out["triplet_features"][4], ps)
+
+    torch.manual_seed(0)
+    model = build_model({"name": NET, "backbone": R18, "part_triplet": "stripes"}, 5).train()
+    assert len(model.stripe_reductions) == 3
+    x = batch_of()["images"]
+    fifth = model(x)["triplet_features"][4]
+    v, _ = model.pooled(x)  # training-mode BN: batch statistics, as in the forward above
+    direct = torch.cat([red(v[f"p{i}"][:, :, None, None]).flatten(1) for i, red in enumerate(model.stripe_reductions)],
+                       dim=1)
+    assert fifth.shape == (8, 768)
+    torch.testing.assert_close(fifth, direct)
+
+
+def test_release_stripes_are_three_equal_copies_of_the_pooled_part_feature():
+    """``stripes_from: pooled`` pools the stripes from the 1x1 g_ps as the release does:
+    p0 = p1 = p2 = 2 * g_ps; the default ``map`` pools three different real stripes."""
+    torch.manual_seed(0)
+    model = build_model({"name": NET, "backbone": R18, "stripes_from": "pooled"}, 5).eval()
+    x = torch.randn(2, 3, 96, 32)
+    with torch.no_grad():
+        v, _ = model.pooled(x)
+        part = model.part_stream(model.trunk(x))
+    g_ps = part.mean(dim=(2, 3)) + part.amax(dim=(2, 3))
+    torch.testing.assert_close(v["ps"], g_ps)
+    for i in range(3):
+        torch.testing.assert_close(v[f"p{i}"], 2 * g_ps)
+    model.stripes_from = "map"
+    with torch.no_grad():
+        v, _ = model.pooled(x)
+    assert not torch.allclose(v["p0"], v["p1"]) and not torch.allclose(v["p1"], v["p2"])
+
+
+def test_choices_are_validated():
+    with pytest.raises(ConfigError, match="did you mean 'head'"):
+        build_model({"name": NET, "backbone": R18, "part_triplet": "heads"}, 5)
+    with pytest.raises(ConfigError, match="did you mean 'pooled'"):
+        build_model({"name": NET, "backbone": R18, "stripes_from": "pool"}, 5)
+    with pytest.raises(ConfigError, match="did you mean 'lagnet'"):
+        build_model({"name": NET, "backbone": R18, "init": "lagnt"}, 5)
+
+
+def std_of(tensors) -> float:
+    return float(torch.cat([t.detach().flatten() for t in tensors]).std())
+
+
+def test_init_as_released_and_default():
+    """init lagnet (release): reduction convs kaiming fan_in, head and reduction BN weights N(1, 0.02),
+    embedding Linear fan_out, classifier N(0, 0.001); init default: conv fan_out, BN weights 1."""
+    torch.manual_seed(0)
+    released = build_model({"name": NET, "backbone": R18}, 751)
+    c, t = 512, 256  # ResNet-18 channels, triplet width
+    default = torch.nn.Module()  # the same pieces under init: default
+    default.reductions = torch.nn.ModuleDict({str(i): conv_reduction(c, t) for i in range(4)})
+    default.heads = torch.nn.ModuleDict({str(i): LAGHead(c, 751) for i in range(7)})
+    for model, conv_std in ((released, (2 / c) ** 0.5), (default, (2 / t) ** 0.5)):
+        convs = [r[0].weight for r in model.reductions.values()]
+        assert std_of(convs) == pytest.approx(conv_std, rel=0.03)
+        linears = [h.embed[2].weight for h in model.heads.values()]
+        assert std_of(linears) == pytest.approx((2 / 512) ** 0.5, rel=0.03)  # fan_out = 512 either way
+        assert std_of(h.classifier.weight for h in model.heads.values()) == pytest.approx(0.001, rel=0.03)
+    bn = [m.weight for m in released.heads.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    bn += [r[1].weight for r in released.reductions.values()]
+    assert float(torch.cat([w.detach() for w in bn]).mean()) == pytest.approx(1.0, abs=0.005)
+    assert std_of(bn) == pytest.approx(0.02, rel=0.1)
+    bn = [m.weight for m in default.heads.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    bn += [r[1].weight for r in default.reductions.values()]
+    assert all(bool((w == 1).all()) for w in bn)
 
 
 def test_las_pooling_option_and_no_drop_branch():
@@ -153,6 +233,7 @@ def test_config_builds_and_trains_a_step(path):
     assert cfg.losses.triplet.margin == 1.2 and cfg.losses.triplet.input == "triplet_features"
     assert cfg.losses.attention_reg.weight == 1.0 and cfg.losses.attention_reg.alpha == 0.05
     assert cfg.test.flip and cfg.test.normalize and cfg.test.metric == "euclidean"
+    assert (cfg.model.part_triplet, cfg.model.stripes_from, cfg.model.init) == ("head", "map", "lagnet")
     assert cfg.augment.erasing.prob == 0.5 and cfg.augment.color_jitter.prob == 0.0
 
     total, parts = reduced_step(path)

@@ -10,6 +10,8 @@ import pytest
 import torch
 from nettools import BODY_SETS, ROOT, batch_of, config_files, load, train_step, train_steps, trainer_parts
 
+from reid.models.heads import ConvReductionHead
+
 FAMILIES = ("pcb", "mgn", "fusion")
 RUNGS = ("fusion_1_baseline", "fusion_2_attention", "fusion_3_stripes2", "fusion_4_stripes3", "fusion_5_full")
 CONFIGS = [p for f in FAMILIES for p in config_files(f)]
@@ -60,6 +62,8 @@ def test_config_loads_with_the_specified_schedule(path):
         assert cfg.test.flip is True
         if family == "mgn":
             assert cfg.schedule.milestones == [320, 380]
+            # MGN-pytorch's documented runs: its default --pool avg; its _init_reduction/_init_fc
+            assert cfg.model.init == "mgn" and {b.pooling for b in cfg.model.branches} == {"avg"}
             assert (cfg.sampler.num_ids, cfg.sampler.num_instances) == (16, 4)
         else:
             assert cfg.schedule.milestones == [320, 370]
@@ -76,9 +80,15 @@ def test_fusion_ladder_references():
     full = load(ROOT / "configs" / "fusion" / "market1501.yaml")
     last = load(ROOT / "configs" / "fusion" / "ablation" / f"{RUNGS[-1]}.yaml")
     assert last.model.to_dict() == full.model.to_dict()
-    plain = load(ROOT / "configs" / "fusion" / "ablation" / f"{RUNGS[0]}.yaml")
-    mgn = load(ROOT / "configs" / "mgn" / "market1501.yaml")
-    assert plain.model.to_dict() == mgn.model.to_dict()  # the baseline rung is plain MGN
+    plain = load(ROOT / "configs" / "fusion" / "ablation" / f"{RUNGS[0]}.yaml").model.to_dict()
+    mgn = load(ROOT / "configs" / "mgn" / "market1501.yaml").model.to_dict()
+    # the baseline rung is MGN's architecture; pooling and init are recipe choices: the MGN configs
+    # follow MGN-pytorch's runs (avg pooling, its init), the fusion family the paper MGN (max pooling)
+    for section in (plain, mgn):
+        section.pop("init")
+        for branch in section["branches"]:
+            branch.pop("pooling")
+    assert plain == mgn
 
 
 def test_pcb_outputs():
@@ -108,6 +118,36 @@ def test_pcb_test_feature_g_is_the_pooled_stripes():
     assert g.shape == (3, 6 * 512) and model.test_dim == 6 * 512
     direct = torch.cat([fmap[:, :, 2 * k:2 * k + 2].mean(dim=(2, 3)) for k in range(6)], dim=1)
     torch.testing.assert_close(g, direct)
+
+
+def test_mgn_pooling_and_init_as_released():
+    """MGN config: average pooling of the global map and the stripes; reductions Conv kaiming fan_in
+    with BN weights N(1, 0.02), classifiers kaiming fan_out (std sqrt(2 / classes)), bias 0.
+    init default: conv fan_out, BN weights 1, classifiers N(0, 0.001)."""
+    cfg = load(ROOT / "configs" / "mgn" / "market1501.yaml", *SMALL)
+    model, _, _ = trainer_parts(cfg, 751, input_size=SIZE)
+    part2 = model.branches[1]
+    x = torch.randn(2, 3, *SIZE)
+    model.eval()
+    with torch.no_grad():
+        fmap = part2.feature_map(model.trunk(x))  # [2, 512, 8, 4]: two stripes of 4 rows
+        outs = part2(model.trunk(x))
+    want = [fmap.mean(dim=(2, 3)), fmap[:, :, :4].mean(dim=(2, 3)), fmap[:, :, 4:].mean(dim=(2, 3))]
+    for head, out, pooled in zip(part2.heads, outs, want):
+        torch.testing.assert_close(out.feature, head.reduction(pooled[:, :, None, None]).flatten(1))
+    heads = [h for b in model.branches for h in b.heads]
+
+    def std(ts):
+        return float(torch.cat([t.detach().flatten() for t in ts]).std())
+
+    assert std(h.reduction[0].weight for h in heads) == pytest.approx((2 / 512) ** 0.5, rel=0.03)  # fan_in
+    assert std(h.reduction[1].weight for h in heads) == pytest.approx(0.02, rel=0.1)
+    assert std(h.classifier.weight for h in heads) == pytest.approx((2 / 751) ** 0.5, rel=0.03)
+    assert all(bool((h.classifier.bias == 0).all()) for h in heads)
+    heads = [ConvReductionHead(512, 751, 256, init="default") for _ in range(8)]  # model.init: default
+    assert std(h.reduction[0].weight for h in heads) == pytest.approx((2 / 256) ** 0.5, rel=0.03)  # fan_out
+    assert all(bool((h.reduction[1].weight == 1).all()) for h in heads)
+    assert std(h.classifier.weight for h in heads) == pytest.approx(0.001, rel=0.03)
 
 
 @pytest.mark.parametrize("family", ["mgn", "fusion"])

@@ -1,8 +1,10 @@
-"""Learning-rate schedules: linear warmup, then multi-step, cosine or constant (per epoch)."""
+"""Learning-rate schedules: linear warmup, then multi-step (gamma or explicit factors), cosine or constant."""
 from __future__ import annotations
 
 import math
 from typing import Any, Mapping
+
+from reid.registry import ConfigError, suggestion
 
 
 def lr_factor(epoch: int, schedule: Mapping[str, Any], base_lr: float, epochs: int) -> float:
@@ -10,8 +12,10 @@ def lr_factor(epoch: int, schedule: Mapping[str, Any], base_lr: float, epochs: i
 
     Warmup: linear from ``warmup_start_lr`` (absolute) to ``base_lr`` over ``warmup_epochs``, i.e.
     ``lr(e) = start + (base - start) * e / warmup_epochs`` for ``e < warmup_epochs``. After it:
-    ``multistep`` multiplies by ``gamma`` at each milestone reached (``e >= m``); ``cosine`` anneals
-    from ``base_lr`` to ``min_lr`` over the remaining epochs; ``constant`` keeps ``base_lr``.
+    ``multistep`` multiplies by ``gamma`` at each milestone reached (``e >= m``), or, when ``factors``
+    is not empty (one more entry than the increasing ``milestones``), takes ``factors[k]`` after k
+    milestones (a piecewise-constant schedule, e.g. a staircase warmup); ``cosine`` anneals from
+    ``base_lr`` to ``min_lr`` over the remaining epochs; ``constant`` keeps ``base_lr``.
     """
     warmup = int(schedule["warmup_epochs"])
     if epoch < warmup:
@@ -19,8 +23,15 @@ def lr_factor(epoch: int, schedule: Mapping[str, Any], base_lr: float, epochs: i
         return start + (1.0 - start) * epoch / warmup
     name = schedule["name"]
     if name == "multistep":
-        passed = sum(1 for m in schedule["milestones"] if epoch >= m)
-        return float(schedule["gamma"]) ** passed
+        milestones = list(schedule["milestones"])
+        passed = sum(1 for m in milestones if epoch >= m)
+        factors = list(schedule.get("factors") or [])
+        if not factors:
+            return float(schedule["gamma"]) ** passed
+        if len(factors) != len(milestones) + 1 or milestones != sorted(milestones):
+            raise ConfigError(f"schedule.factors needs one more entry than the increasing schedule.milestones, "
+                              f"got {len(factors)} factors for milestones {milestones}")
+        return float(factors[passed])
     if name == "cosine":
         span = max(1, epochs - warmup)
         t = min(1.0, (epoch - warmup) / span)
@@ -28,8 +39,6 @@ def lr_factor(epoch: int, schedule: Mapping[str, Any], base_lr: float, epochs: i
         return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * t))
     if name == "constant":
         return 1.0
-    from reid.registry import ConfigError, suggestion
-
     raise ConfigError(f"unknown schedule.name '{name}'{suggestion(name, ['multistep', 'cosine', 'constant'])}")
 
 

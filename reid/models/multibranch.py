@@ -26,7 +26,7 @@ from torch import nn
 from reid.models.backbones.resnet import set_stage_stride
 from reid.models.bot import build_backbone
 from reid.models.build import backbone_groups
-from reid.models.heads import HEADS, POOLINGS, HeadOutput, build_head, build_pooling
+from reid.models.heads import HEADS, POOLINGS, HeadOutput, build_head, build_pooling, init_scheme
 from reid.registry import LAYERS, MODELS, ConfigError, suggestion
 
 STAGES = ("layer1", "layer2", "layer3", "layer4")
@@ -141,7 +141,7 @@ class Branch(nn.Module):
     """before -> stages -> after -> pooling -> heads; [B, C, h, w] -> list of HeadOutput."""
 
     def __init__(self, spec: BranchSpec, stages: nn.Module, before: list[nn.Module], after: list[nn.Module],
-                 channels: int, num_classes: int):
+                 channels: int, num_classes: int, init: str = "default"):
         super().__init__()
         self.spec = spec
         self.before = nn.Sequential(*before)
@@ -158,7 +158,8 @@ class Branch(nn.Module):
             kwargs = {"dim": spec.head_dim, "neck_feat": spec.neck_feat}
         elif spec.head == "bnneck":
             kwargs = {"neck_feat": spec.neck_feat}
-        self.heads = nn.ModuleList(build_head(spec.head, channels, num_classes, **kwargs) for _ in range(n_heads))
+        self.heads = nn.ModuleList(build_head(spec.head, channels, num_classes, init=init, **kwargs)
+                                   for _ in range(n_heads))
         self.head_names = ([spec.name] if spec.global_feature else []) + [
             f"{spec.name}.p{k + 1}" for k in range(spec.stripes)]
         self.triplet_flags = ([spec.triplet] if spec.global_feature else []) + [spec.stripe_triplet] * spec.stripes
@@ -180,14 +181,16 @@ class MultiBranchNet(nn.Module):
     """Shared trunk + N branches (see the module docstring); ``branches`` is a list of
     :class:`BranchSpec` dicts; ``share_layer4`` makes all branches share one copy of the stages
     after the trunk (the MBA code's behaviour). ``input_size`` [H, W]: the input size the
-    size-dependent layers (SAM-RPE) are built for; null takes ``input.size`` (via build_model)."""
+    size-dependent layers (SAM-RPE) are built for; null takes ``input.size`` (via build_model).
+    ``init``: the heads' init scheme (default | mgn | bdb | lagnet, :mod:`reid.models.heads.init`)."""
 
     def __init__(self, num_classes: int,
                  backbone: dict = {"name": "resnet50", "last_stride": 1},  # noqa: B006
                  trunk: str = "layer3",
                  branches: list = [{"name": "global"}],  # noqa: B006
-                 share_layer4: bool = False, input_size: list | None = None):
+                 share_layer4: bool = False, input_size: list | None = None, init: str = "default"):
         super().__init__()
+        init_scheme(init, "model.init")
         specs = [BranchSpec.parse(b, i) for i, b in enumerate(branches)]
         if not specs:
             raise ConfigError("model.branches must list at least one branch")
@@ -242,7 +245,7 @@ class MultiBranchNet(nn.Module):
                       for j, a in enumerate(spec.before)]
             after = [build_layer(a, out_map.shape, self.input_size is not None, f"{where}.after[{j}]")
                      for j, a in enumerate(spec.after)]
-            built.append(Branch(spec, stages, before, after, int(out_map.shape[1]), num_classes))
+            built.append(Branch(spec, stages, before, after, int(out_map.shape[1]), num_classes, init))
         self.branches = nn.ModuleList(built)
         self.train(was_training)
         self.head_names = [n for b in self.branches for n in b.head_names]

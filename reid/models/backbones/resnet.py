@@ -11,29 +11,30 @@ layer3 1024x24x8, layer4 2048x12x4 (2048x24x8 with ``last_stride=1``).
 from __future__ import annotations
 
 import copy
-import os
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from reid.models.backbones.mobilenetv2 import WeightsError
-from reid.registry import BACKBONES
+from reid.registry import BACKBONES, suggestion
 
 __all__ = ["BasicBlock", "Bottleneck", "ResNet", "WeightsError", "resnet18", "resnet34", "resnet50",
-           "set_stage_stride", "load_pretrained", "hub_checkpoint_path"]
+           "set_stage_stride", "load_pretrained", "hub_checkpoint_path", "IMAGENET_FILES"]
 
-#: torchvision ImageNet (IMAGENET1K_V1) checkpoints; older file names are accepted from the cache too.
-URLS = {
-    "resnet18": "https://download.pytorch.org/models/resnet18-f37072fd.pth",
-    "resnet34": "https://download.pytorch.org/models/resnet34-b627a593.pth",
-    "resnet50": "https://download.pytorch.org/models/resnet50-0676ba61.pth",
+#: torchvision ImageNet checkpoints by weights name: the first file is the one downloaded, the others
+#: older names of the same weights, accepted from the cache. ``pretrained: true`` means IMAGENET1K_V1
+#: (the weights re-ID papers used); IMAGENET1K_V2 (a newer, different training recipe) is loaded only
+#: when named (``weights: IMAGENET1K_V2``), never in place of a missing V1 file.
+IMAGENET_FILES = {
+    "resnet18": {"IMAGENET1K_V1": ["resnet18-f37072fd.pth", "resnet18-5c106cde.pth"]},
+    "resnet34": {"IMAGENET1K_V1": ["resnet34-b627a593.pth", "resnet34-333f7ec4.pth"]},
+    "resnet50": {"IMAGENET1K_V1": ["resnet50-0676ba61.pth", "resnet50-19c8e357.pth"],
+                 "IMAGENET1K_V2": ["resnet50-11ad3fa6.pth"]},
 }
-ALTERNATE_FILES = {
-    "resnet18": ["resnet18-5c106cde.pth"],
-    "resnet34": ["resnet34-333f7ec4.pth"],
-    "resnet50": ["resnet50-19c8e357.pth", "resnet50-11ad3fa6.pth"],
-}
+DEFAULT_WEIGHTS = "IMAGENET1K_V1"
+URL_ROOT = "https://download.pytorch.org/models/"
+URLS = {arch: URL_ROOT + files[DEFAULT_WEIGHTS][0] for arch, files in IMAGENET_FILES.items()}
 STAGES = ("layer1", "layer2", "layer3", "layer4")
 
 
@@ -205,9 +206,15 @@ class ResNet(nn.Module):
         return x
 
 
-def hub_checkpoint_path(arch: str) -> Path:
-    """Where torch.hub caches the torchvision file of ``arch``: ``$TORCH_HOME/hub/checkpoints/<file>``."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(URLS[arch])
+def hub_checkpoint_path(arch: str, name: str = DEFAULT_WEIGHTS) -> Path:
+    """Where torch.hub caches the torchvision file of ``arch``'s weights ``name``:
+    ``$TORCH_HOME/hub/checkpoints/<file>``."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / IMAGENET_FILES[arch][name][0]
+
+
+def is_weights_name(weights: str) -> bool:
+    """``weights`` names torchvision weights (IMAGENET1K_V1, ...) rather than a file."""
+    return weights.upper().startswith("IMAGENET1K")
 
 
 def _read_state(path: Path) -> dict[str, torch.Tensor]:
@@ -218,36 +225,49 @@ def _read_state(path: Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
+def _cached_weights(arch: str, name: str, download: bool) -> Path:
+    """The cached file of torchvision weights ``name`` (downloaded when missing and ``download``)."""
+    if name not in IMAGENET_FILES[arch]:
+        raise WeightsError(f"unknown ImageNet weights '{name}' for {arch} (model.backbone.weights)"
+                           f"{suggestion(name, IMAGENET_FILES[arch])}")
+    path = hub_checkpoint_path(arch, name)
+    found = [p for p in (path.parent / f for f in IMAGENET_FILES[arch][name]) if p.is_file()]
+    if found:
+        return found[0]
+    error = "downloads disabled"
+    if download:
+        try:
+            torch.hub.load_state_dict_from_url(URL_ROOT + path.name, map_location="cpu", progress=False)
+        except Exception as exc:  # noqa: BLE001 - any network failure gets the same advice
+            error = f"{type(exc).__name__}: {exc}"
+    if path.is_file():
+        return path
+    others = [f"{f} ({other})" for other, files in IMAGENET_FILES[arch].items() if other != name
+              for f in files if (path.parent / f).is_file()]
+    note = (f" The cache holds {', '.join(others)}: other weights, used only when named "
+            "(model.backbone.weights=<name>), never in their place." if others else "")
+    raise WeightsError(
+        f"ImageNet weights {name} for {arch} are not available offline ({error}). Download "
+        f"{URL_ROOT + path.name} and place it as {path} (the torch.hub cache; $TORCH_HOME moves it), "
+        f"or pass model.backbone.weights=PATH, or set model.backbone.pretrained=false.{note}"
+    )
+
+
 def load_pretrained(model: ResNet, arch: str, weights: str | None = None, download: bool = True) -> Path:
     """Load ImageNet weights into ``model`` (with its fc) strictly; returns the file used.
 
-    ``weights``: a local file. Otherwise the torch.hub cache is searched for torchvision's file,
-    then (``download``) it is fetched from torchvision's URL. Offline without the file: a
-    :class:`WeightsError` saying which file to place where, or to set pretrained off.
+    ``weights``: a local file, or torchvision weights by name (IMAGENET1K_V1; IMAGENET1K_V2 for
+    ResNet-50). None: IMAGENET1K_V1. Named weights are looked up in the torch.hub cache, then
+    (``download``) fetched from torchvision's URL; offline without the file: a :class:`WeightsError`
+    saying which file to place where, or to set pretrained off.
     """
-    if weights:
+    if weights and not is_weights_name(weights):
         path = Path(weights).expanduser()
         if not path.is_file():
             raise WeightsError(f"{arch} weights file not found: {path} (model.backbone.weights); "
                                "or set model.backbone.pretrained=false")
     else:
-        path = hub_checkpoint_path(arch)
-        found = [p for p in [path, *(path.parent / f for f in ALTERNATE_FILES[arch])] if p.is_file()]
-        if found:
-            path = found[0]
-        else:
-            error = "downloads disabled"
-            if download:
-                try:
-                    torch.hub.load_state_dict_from_url(URLS[arch], map_location="cpu", progress=False)
-                except Exception as exc:  # noqa: BLE001 - any network failure gets the same advice
-                    error = f"{type(exc).__name__}: {exc}"
-            if not path.is_file():
-                raise WeightsError(
-                    f"ImageNet weights for {arch} are not available offline ({error}). Download "
-                    f"{URLS[arch]} and place it as {path} (the torch.hub cache; $TORCH_HOME moves it), "
-                    "or pass model.backbone.weights=PATH, or set model.backbone.pretrained=false."
-                )
+        path = _cached_weights(arch, (weights or DEFAULT_WEIGHTS).upper(), download)
     state = _read_state(path)
     if not any(k.startswith("fc.") for k in state):  # a backbone saved without its classifier
         model.drop_classifier()

@@ -8,10 +8,11 @@ from reid.models.heads.heads import (
     ReductionHead,
     build_head,
 )
-from reid.models.heads.init import init_classifier, init_kaiming, init_laga
+from reid.models.heads.init import INIT_SCHEMES, InitScheme, init_classifier, init_kaiming, init_laga, init_scheme
 from reid.models.heads.pooling import POOLINGS, GlobalPool, StripePool, build_pooling
 
 __all__ = [
-    "HEADS", "POOLINGS", "BNNeckHead", "ConvReductionHead", "GlobalPool", "HeadOutput", "IdentityHead",
+    "HEADS", "INIT_SCHEMES", "POOLINGS", "BNNeckHead", "ConvReductionHead", "GlobalPool", "HeadOutput", "IdentityHead",
     "ReductionHead", "StripePool", "build_head", "build_pooling", "init_classifier", "init_kaiming", "init_laga",
+    "init_scheme", "InitScheme",
 ]

@@ -7,6 +7,9 @@
 * ``ConvReductionHead`` (MGN, PCB): Conv1x1(C -> D) + BN + ReLU; triplet and classifier on the D-dim
   reduced feature; test feature the reduced one (``neck_feat="after"``, PCB's "H") or the C-dim input
   (``"before"``, PCB's "G").
+
+Every head takes ``init``: an init scheme of :mod:`reid.models.heads.init` (``default``: the head's
+own initialisation above; ``mgn``, ``bdb``, ``lagnet``: as that network's released code).
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from reid.models.heads.init import init_classifier, init_kaiming, init_laga
+from reid.models.heads.init import init_classifier, init_kaiming, init_laga, init_scheme
 from reid.registry import ConfigError, suggestion
 
 HEADS = ("bnneck", "reduction", "conv_reduction", "identity")
@@ -32,10 +35,11 @@ class HeadOutput(NamedTuple):
 class BNNeckHead(nn.Module):
     """BNNeck: x [B, C] -> BN1d (no bias) -> classifier; ``neck_feat``: "after" | "before"."""
 
-    def __init__(self, in_dim: int, num_classes: int, neck_feat: str = "after"):
+    def __init__(self, in_dim: int, num_classes: int, neck_feat: str = "after", init: str = "default"):
         super().__init__()
         if neck_feat not in ("after", "before"):
             raise ConfigError(f"neck_feat must be 'after' or 'before', got '{neck_feat}'")
+        scheme = init_scheme(init)
         self.neck_feat = neck_feat
         self.out_dim = in_dim
         self.test_dim = in_dim
@@ -44,6 +48,8 @@ class BNNeckHead(nn.Module):
         init_kaiming(self.bn)
         self.classifier = nn.Linear(in_dim, num_classes, bias=False)
         init_classifier(self.classifier)
+        if scheme is not None:
+            scheme.apply(self.bn, self.classifier)
 
     def forward(self, x: torch.Tensor) -> HeadOutput:
         bn = self.bn(x)
@@ -56,14 +62,17 @@ class ReductionHead(nn.Module):
     logits = Linear(D -> num_classes)(e); test feature = x."""
 
     def __init__(self, in_dim: int, num_classes: int, dim: int = 1024, dropout: float = 0.5,
-                 negative_slope: float = 0.1):
+                 negative_slope: float = 0.1, init: str = "default"):
         super().__init__()
+        scheme = init_scheme(init)
         self.out_dim, self.test_dim = dim, in_dim
         self.reduction = nn.Sequential(nn.Linear(in_dim, dim), nn.BatchNorm1d(dim),
                                        nn.LeakyReLU(negative_slope, inplace=True), nn.Dropout(dropout))
         self.reduction.apply(init_laga)
         self.classifier = nn.Linear(dim, num_classes)
         init_classifier(self.classifier)
+        if scheme is not None:
+            scheme.apply(self.reduction, self.classifier)
 
     def forward(self, x: torch.Tensor) -> HeadOutput:
         if not self.training:
@@ -76,10 +85,12 @@ class ConvReductionHead(nn.Module):
     """MGN: x [B, C] -> Conv1x1(C -> D, no bias) + BN + ReLU = r [B, D]; logits = Linear(D -> N)(r);
     triplet feature r; test feature r (``neck_feat="after"``) or x [B, C] (``"before"``)."""
 
-    def __init__(self, in_dim: int, num_classes: int, dim: int = 256, neck_feat: str = "after"):
+    def __init__(self, in_dim: int, num_classes: int, dim: int = 256, neck_feat: str = "after",
+                 init: str = "default"):
         super().__init__()
         if neck_feat not in ("after", "before"):
             raise ConfigError(f"neck_feat must be 'after' or 'before', got '{neck_feat}'")
+        scheme = init_scheme(init)
         self.neck_feat = neck_feat
         self.out_dim = dim
         self.test_dim = dim if neck_feat == "after" else in_dim
@@ -89,6 +100,8 @@ class ConvReductionHead(nn.Module):
         self.classifier = nn.Linear(dim, num_classes)
         init_kaiming(self.classifier)
         nn.init.normal_(self.classifier.weight, 0.0, 0.001)
+        if scheme is not None:
+            scheme.apply(self.reduction, self.classifier)
 
     def forward(self, x: torch.Tensor) -> HeadOutput:
         r = self.reduction(x[:, :, None, None]).flatten(1)
@@ -98,11 +111,14 @@ class ConvReductionHead(nn.Module):
 class IdentityHead(nn.Module):
     """No embedding: x [B, C] -> Linear(C -> N) classifier; triplet and test feature x."""
 
-    def __init__(self, in_dim: int, num_classes: int):
+    def __init__(self, in_dim: int, num_classes: int, init: str = "default"):
         super().__init__()
+        scheme = init_scheme(init)
         self.out_dim = self.test_dim = in_dim
         self.classifier = nn.Linear(in_dim, num_classes)
         init_classifier(self.classifier)
+        if scheme is not None:
+            scheme.apply(None, self.classifier)
 
     def forward(self, x: torch.Tensor) -> HeadOutput:
         return HeadOutput(x, x, self.classifier(x) if self.training else None)
