@@ -84,19 +84,21 @@ def test_a_broken_file_is_a_one_line_error(tmp_path):
 
 
 def test_concurrent_saves_to_one_path_never_leave_a_broken_file(tmp_path):
-    """Two processes save 20 checkpoints each to one path; every one read back is whole."""
+    """Two processes save 40 checkpoints each to one path; every one read back is whole."""
     path, go = tmp_path / "last.pth", tmp_path / "go"
     writer = ("import sys, time, torch; from pathlib import Path\n"
               "from reid.atomic_io import atomic_write\n"  # save_checkpoint's write, without reid.engine's imports
               "me, path, go = int(sys.argv[1]), sys.argv[2], Path(sys.argv[3])\n"
-              "while not go.exists(): time.sleep(0.01)\n"
-              "for i in range(20):\n"
+              "Path(f'{go}{me}').touch()\n"
+              "while not go.exists(): time.sleep(0.001)\n"
+              "for i in range(40):\n"
               "    v = float(me * 1000 + i)\n"
               "    state = {'model': {'a': torch.full((50000,), v), 'b': torch.full((50000,), v)}}\n"
               "    atomic_write(path, lambda f: torch.save(state, f))\n")
     procs = [subprocess.Popen([sys.executable, "-c", writer, str(me), str(path), str(go)], env=ENV,
                               stderr=subprocess.PIPE, text=True) for me in (1, 2)]
-    time.sleep(1.0)
+    while not all(Path(f"{go}{me}").exists() for me in (1, 2)) and all(p.poll() is None for p in procs):
+        time.sleep(0.01)  # both writers ready
     go.touch()
     reads = 0
     while any(p.poll() is None for p in procs):
@@ -108,8 +110,8 @@ def test_concurrent_saves_to_one_path_never_leave_a_broken_file(tmp_path):
     for p in procs:
         assert p.wait() == 0, p.stderr.read()[-2000:]
     final = load_checkpoint(path)["model"]["a"]
-    assert float(final[0]) in (1019.0, 2019.0) and len(final.unique()) == 1
-    assert sorted(x.name for x in tmp_path.iterdir()) == ["go", "last.pth"]  # no temporary files left
+    assert float(final[0]) in (1039.0, 2039.0) and len(final.unique()) == 1
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["go", "go1", "go2", "last.pth"]  # no temporary files
     assert reads > 0
 
 
