@@ -115,6 +115,7 @@ def test_concurrent_saves_to_one_path_never_leave_a_broken_file(tmp_path):
     assert reads > 0
 
 
+@pytest.mark.slow  # three processes: two tools/train.py runs and a CLI start-up
 def test_a_second_run_into_a_folder_stops_and_ctrl_c_saves_a_resumable_checkpoint(tmp_path):
     """Run 1 trains; run 2 into its folder exits 2 naming run 1; Ctrl-C stops run 1 (exit 130)
     with one line saying what it saved; the lock is gone with it."""
