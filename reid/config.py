@@ -288,13 +288,10 @@ def load_config(path: str | os.PathLike | None = None, overrides: Iterable[str] 
 
 def save_config(cfg: dict[str, Any], path: str | os.PathLike) -> None:
     """Write the resolved config as YAML (atomically)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    from .atomic_io import atomic_write_text
+
     data = cfg.to_dict() if isinstance(cfg, Config) else cfg
-    with open(tmp, "w") as f:
-        yaml.safe_dump(data, f, sort_keys=False, default_flow_style=None)
-    os.replace(tmp, path)
+    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False, default_flow_style=None))
 
 
 def _import_components() -> None:

@@ -38,6 +38,7 @@ def main() -> int:
     overrides += ["test.rerank=true"] if args.rerank else []
     overrides += ["test.aqe=true"] if args.aqe else []
 
+    from reid.atomic_io import atomic_write_text
     from reid.config import load_config
     from reid.data import build_dataset
     from reid.engine import Evaluator, format_metrics, load_checkpoint, resolve_device
@@ -67,13 +68,12 @@ def main() -> int:
 
     out = Path(args.output_dir) if args.output_dir else default_output_dir(checkpoint)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "test_metrics.json").write_text(json.dumps(
+    atomic_write_text(out / "test_metrics.json", json.dumps(
         {"checkpoint": str(checkpoint), "config": str(args.config), "flip": cfg.test.flip,
          "rerank": cfg.test.rerank, "aqe": cfg.test.aqe, "metrics": metrics}, indent=2))
     for i, table in enumerate(per_query):
         name = "per_query.csv" if len(per_query) == 1 else f"per_query_draw{i}.csv"
-        table_path = out / name
-        table_path.write_text(table)
+        atomic_write_text(out / name, table)
     if args.save_ranks:
         print(f"=> wrote {ranked_list_figure(evaluator, str(out / 'ranked_lists.png'), args.save_ranks)}")
     print(f"=> wrote {out / 'test_metrics.json'} and per-query results")

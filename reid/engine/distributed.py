@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -25,15 +26,21 @@ def init_distributed(device_spec: str) -> tuple[int, int]:
     return rank, world
 
 
-def launch(cfg: Any, resume: str | None = None) -> dict[str, Any]:
-    """Train ``cfg`` in this process (one rank of a torchrun job, or alone) and return metrics."""
+def launch(cfg: Any, resume: str | None = None, force: bool = False) -> dict[str, Any]:
+    """Train ``cfg`` in this process (one rank of a torchrun job, or alone) and return metrics.
+
+    The global rank 0 holds ``output_dir``'s run lock throughout (:mod:`.run_lock`; with ``force``
+    it trains even when another run holds it).
+    """
+    from .run_lock import run_lock
     from .trainer import Trainer
 
     rank, world = init_distributed(cfg.device)
     if world > 1 and torch.cuda.is_available() and cfg.device in ("auto", "cuda"):
         cfg.device = f"cuda:{world_info()[2]}"
     try:
-        return Trainer(cfg, resume=resume, rank=rank, world_size=world).fit()
+        with run_lock(cfg.output_dir, force=force) if rank == 0 else nullcontext():
+            return Trainer(cfg, resume=resume, rank=rank, world_size=world).fit()
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

@@ -15,6 +15,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
+from reid.atomic_io import atomic_write_text
 from reid.config import Config, save_config
 from reid.data import build_dataset, build_train_loader
 from reid.data.datasets.base import ReidDataset
@@ -22,10 +23,11 @@ from reid.losses import build_losses
 from reid.models import build_model
 from reid.registry import ConfigError
 
-from .checkpoint import CheckpointError, load_checkpoint, model_state, save_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, model_state, save_checkpoint, to_plain
 from .evaluator import Evaluator, format_metrics
 from .gather import convert_sync_bn, gather_batch, gather_outputs
 from .host_memory import keep_freed_host_memory
+from .interrupt import SigintStop, TrainingInterrupted, rng_state, set_rng_state
 from .optim import build_optimizer
 from .runlog import Scalars, setup_logger
 from .schedule import lr_factor, set_lr
@@ -170,19 +172,30 @@ class Trainer:
 
     # ---------------------------------------------------------------------------- checkpoints
 
-    def state(self, epoch: int) -> dict[str, Any]:
-        return {
+    #: Ctrl-C handler while ``fit`` runs (None otherwise); see :mod:`reid.engine.interrupt`.
+    _sigint: SigintStop | None = None
+    #: Where a mid-epoch checkpoint stopped: {epoch, iteration, sums, rng}; consumed by train_epoch.
+    _partial: dict[str, Any] | None = None
+
+    def state(self, epoch: int, partial: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The checkpoint after epoch ``epoch`` (0-based) is complete: state dicts and plain
+        metadata only (loadable with ``weights_only=True``); ``partial``: steps of epoch
+        ``epoch + 1`` done since (mid-epoch interrupt)."""
+        state = {
             "model": model_state(self.model),
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler else None,
             "losses": self.losses.state_dict() if isinstance(self.losses, torch.nn.Module) else {},
-            "epoch": epoch,
-            "best": self.best,
-            "history": self.history,
-            "before": self.before,
-            "config": self.cfg.to_dict(),
-            "num_classes": self.dataset.num_train_ids,
+            "epoch": int(epoch),
+            "best": to_plain(self.best),
+            "history": to_plain(self.history),
+            "before": to_plain(self.before),
+            "config": to_plain(self.cfg.to_dict()),
+            "num_classes": int(self.dataset.num_train_ids),
         }
+        if partial is not None:
+            state["partial"] = partial
+        return state
 
     def load(self, path: str) -> None:
         """Resume from ``path`` (``auto``: this run's ``checkpoints/last.pth``)."""
@@ -201,7 +214,15 @@ class Trainer:
         self.best = state.get("best", self.best)
         self.history = state.get("history", [])
         self.before = state.get("before")
-        self.log.info(f"=> resumed from {path} at epoch {self.start_epoch}")
+        self._partial = state.get("partial")
+        epochs = int(self.cfg.train.epochs)
+        if self.start_epoch >= epochs:
+            where = f"after its last epoch ({epochs}/{epochs})"
+        else:  # 1-based, as the progress bar and the epoch log lines count
+            where = f"at epoch {self.start_epoch + 1}/{epochs}"
+            if self._partial:
+                where += f", iteration {int(self._partial['iteration']) + 1} (the steps before it are done)"
+        self.log.info(f"=> resumed from {path} {where}")
 
     def _load_loss_state(self, loss_state: dict[str, Any], path: str) -> None:
         """Restore loss buffers (centres); buffers sized lazily take the saved shape."""
@@ -213,14 +234,53 @@ class Trainer:
             module = self.losses.get_submodule(module_path)
             setattr(module, buffer, value.to(self.device))
 
-    def _save(self, name: str, epoch: int) -> None:
+    def _save(self, name: str, epoch: int, partial: dict[str, Any] | None = None) -> Path:
+        path = self.out / "checkpoints" / f"{name}.pth"
         if self.is_main:
-            save_checkpoint(self.state(epoch), self.out / "checkpoints" / f"{name}.pth")
+            save_checkpoint(self.state(epoch, partial), path)
+        return path
+
+    # -------------------------------------------------------------------------------- Ctrl-C
+
+    def _stop_requested(self) -> bool:
+        return self._sigint is not None and self._sigint.requested
+
+    def _stop(self, where: str, path: Path) -> None:
+        """Log what the interrupt saved (one line) and raise TrainingInterrupted."""
+        message = f"interrupted {where}: saved {path}; resume with --resume auto"
+        if self.is_main:
+            self.log.info(message)
+        self.scalars.close()
+        raise TrainingInterrupted(message)
+
+    def _stop_after_epoch(self, epoch: int) -> None:
+        """Ctrl-C arrived during epoch ``epoch``'s last step or evaluation: stop before the next."""
+        epochs = int(self.cfg.train.epochs)
+        if self._stop_requested() and epoch < epochs - 1:
+            self._stop(f"after epoch {epoch + 1}/{epochs}", self._save("last", epoch))
+
+    def _stop_in_epoch(self, epoch: int, steps: int, iters: int, sums: dict[str, float]) -> None:
+        """Ctrl-C during epoch ``epoch``: save the state after its first ``steps`` steps."""
+        partial = {"epoch": epoch, "iteration": steps, "sums": dict(sums), "rng": rng_state(self.device)}
+        path = self._save("last", epoch - 1, partial)
+        self._stop(f"in epoch {epoch + 1}/{self.cfg.train.epochs} after iteration {steps}/{iters}", path)
 
     # ------------------------------------------------------------------------------- training
 
     def fit(self) -> dict[str, Any]:
-        """Train from ``start_epoch`` to ``train.epochs``, evaluate, write ``metrics.json``."""
+        """Train from ``start_epoch`` to ``train.epochs``, evaluate, write ``metrics.json``.
+
+        Ctrl-C stops at the next safe point with a resumable ``checkpoints/last.pth`` and raises
+        :class:`TrainingInterrupted` (semantics: :mod:`reid.engine.interrupt`).
+        """
+        self._sigint = SigintStop(announce=self.is_main, repeat_aborts=not self.distributed)
+        try:
+            with self._sigint:
+                return self._fit_epochs()
+        finally:
+            self._sigint = None
+
+    def _fit_epochs(self) -> dict[str, Any]:
         train = self.cfg.train
         epochs = int(train.epochs)
         if train.eval_before and self.before is None:
@@ -246,6 +306,7 @@ class Trainer:
                     self._save("best", epoch)
             if (epoch + 1) % max(1, int(train.checkpoint_period)) == 0 or epoch == epochs - 1:
                 self._save("last", epoch)
+            self._stop_after_epoch(epoch)
         if metrics is None or last_eval != epochs - 1:
             metrics = self.evaluate("final")
         return self.finish(metrics)
@@ -261,9 +322,7 @@ class Trainer:
             "history": self.history,
         }
         if self.is_main:
-            tmp = self.out / "metrics.json.tmp"
-            tmp.write_text(json.dumps(summary, indent=2))
-            os.replace(tmp, self.out / "metrics.json")
+            atomic_write_text(self.out / "metrics.json", json.dumps(to_plain(summary), indent=2))
             if self.before is not None:
                 self.log.info(format_metrics(self.before, "before training"))
             self.log.info(format_metrics(metrics, "final"))
@@ -290,14 +349,21 @@ class Trainer:
         if cfg.train.iters_per_epoch:
             iters = min(iters, int(cfg.train.iters_per_epoch))
         sums: dict[str, float] = {}
-        seen = 0
+        seen = skip = stopped = 0
+        partial, self._partial = self._partial, None
+        if partial is not None and int(partial["epoch"]) == epoch:  # resuming after a Ctrl-C
+            skip, sums = int(partial["iteration"]), dict(partial["sums"])
         start = time.perf_counter()
-        bar = tqdm(total=iters, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", disable=not self.is_main,
-                   leave=False, dynamic_ncols=True)
+        bar = tqdm(total=iters, initial=min(skip, iters), desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
+                   disable=not self.is_main, leave=False, dynamic_ncols=True)
         lr = self.optimizer.param_groups[0]["lr"]
         for it, batch in enumerate(self.loader):
             if it >= iters:
                 break
+            if it < skip:  # stepped before the interrupt: the loader's random draws are replayed
+                continue
+            if it == skip and skip:
+                set_rng_state(partial["rng"], self.device)
             if batch["images"].dtype != self.dtype:
                 batch = {**batch, "images": batch["images"].to(self.dtype)}
             with self._autocast():
@@ -330,7 +396,12 @@ class Trainer:
                 for k, v in values.items():
                     self.scalars.add(f"train/{k}", v, step)
                 self.scalars.add("train/lr", lr, step)
+            if self._stop_requested() and it + 1 < iters:
+                stopped = it + 1
+                break
         bar.close()
+        if stopped:
+            self._stop_in_epoch(epoch, stopped, iters, sums)
         done = max(1, min(iters, len(self.loader)))
         means = {k: v / done for k, v in sums.items()}
         elapsed = time.perf_counter() - start
