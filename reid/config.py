@@ -53,11 +53,14 @@ DEFAULTS: dict[str, Any] = {
             "saturation": 0.0,
             "hue": 0.0,
         },
-        "erasing": {
+        "erasing": {  # RandomErasing (Zhong et al.), after normalisation as in the released codes
             "prob": 0.0,
-            "area": [0.02, 0.4],
-            "aspect": 0.3,
-            "fill": "mean",  # mean | random | zero
+            "area": [0.02, 0.4],  # box area fraction, uniform
+            "aspect": 0.3,  # box height / width in [aspect, 1 / aspect]
+            "aspect_sampling": "uniform",  # uniform (the releases) | log_uniform (torchvision)
+            "attempts": 100,  # candidate boxes per sample; none fits -> nothing erased
+            "fill": "mean",  # mean (0 normalised) | constant (fill_value) | random (N(0, 1)) | zero (black)
+            "fill_value": [0.0, 0.0, 0.0],  # constant: the value in normalised units (RandomErasing's mean=)
         },
     },
     "sampler": {  # P identities x K images per batch
@@ -133,6 +136,8 @@ DEFAULTS: dict[str, Any] = {
 CHOICES: dict[str, tuple[str, ...]] = {
     "sampler.epoch": ("images", "identities"),  # reid.data.sampler.EPOCHS
     "sampler.last_batch": ("drop", "keep"),  # reid.data.sampler.LAST_BATCHES
+    "augment.erasing.aspect_sampling": ("uniform", "log_uniform"),  # reid.data.transforms.ASPECT_SAMPLINGS
+    "augment.erasing.fill": ("mean", "constant", "random", "zero"),  # reid.data.transforms.FILLS
 }
 
 #: Sections whose keys come from a registered component's signature.

@@ -2,6 +2,9 @@
 sequential per-operation formulas, erasing, masks."""
 from __future__ import annotations
 
+import math
+import random
+
 import pytest
 import torch
 
@@ -108,6 +111,71 @@ def test_erasing_area_and_fill():
     zero = BatchAugment(MEAN, STD, **OFF, erasing={"prob": 1.0, "fill": "zero"})(x, torch.Generator())[0]
     black = plain(torch.zeros(1, 1, 1, 3, dtype=torch.uint8)).view(1, 3, 1, 1)
     assert ((zero - black).abs() < 1e-5).all(dim=1).any()
+
+
+def release_erasing_empty(rng, h, w, area, aspect, attempts):
+    """One sample of the released RandomErasing's box search (a slow direct loop): True when it
+    erases nothing (no candidate fits, or the fitting box has a zero side)."""
+    for _ in range(attempts):
+        target = rng.uniform(*area) * h * w
+        ratio = rng.uniform(aspect, 1 / aspect)
+        eh, ew = round(math.sqrt(target * ratio)), round(math.sqrt(target / ratio))
+        if eh < h and ew < w:
+            return eh * ew == 0
+    return True
+
+
+@pytest.mark.parametrize("sampling, other", [("uniform", "log_uniform"), ("log_uniform", "uniform")])
+def test_erasing_aspect_sampling(sampling, other):
+    """Uniform aspect in [r, 1/r] (the releases): P(taller than wide) = (1/r - 1) / (1/r - r) = 0.77 for
+    r = 0.3; log-uniform: 0.5. Small areas on a large image: every first candidate fits."""
+    r = 0.3
+    want = {"uniform": (1 / r - 1) / (1 / r - r), "log_uniform": 0.5}
+    aug = BatchAugment(MEAN, STD, **OFF, erasing={"prob": 1.0, "area": [0.02, 0.05], "aspect": r,
+                                                  "aspect_sampling": sampling, "attempts": 1})
+    box = aug.erase_boxes(20000, 400, 400, torch.Generator().manual_seed(0))
+    eh, ew = box[:, 2], box[:, 3]
+    assert (eh > 0).all()
+    taller = (eh > ew).sum().item() / (eh != ew).sum().item()
+    assert abs(taller - want[sampling]) < 0.02 and abs(taller - want[other]) > 0.2
+    ratio = eh / ew  # range [r, 1/r] up to rounding of the sides
+    assert ratio.min() > r * 0.9 and ratio.max() < 1 / r / 0.9
+
+
+def test_erasing_attempts_on_a_tiny_image():
+    """On a 12x4 image many candidates do not fit: with 1 attempt the fraction of samples left
+    unerased is the released loop's (1 attempt); with 100 attempts it is far smaller."""
+    b, h, w, area, r = 8000, 12, 4, (0.02, 0.4), 0.3
+    empty = {}
+    for attempts in (1, 100):
+        aug = BatchAugment(MEAN, STD, **OFF, erasing={"prob": 1.0, "area": list(area), "aspect": r,
+                                                      "attempts": attempts})
+        box = aug.erase_boxes(b, h, w, torch.Generator().manual_seed(0))
+        assert ((box[:, 0] + box[:, 2] <= h) & (box[:, 1] + box[:, 3] <= w)).all()
+        assert ((box[:, 2] < h) & (box[:, 3] < w)).all()
+        empty[attempts] = (box[:, 2] * box[:, 3] == 0).float().mean().item()
+    rng = random.Random(0)
+    release = sum(release_erasing_empty(rng, h, w, area, r, 1) for _ in range(b)) / b
+    assert empty[1] > 0.1 and abs(empty[1] - release) < 0.03
+    assert empty[100] < empty[1] / 2
+    with pytest.raises(ValueError, match="attempts"):
+        BatchAugment(MEAN, STD, **OFF, erasing={"attempts": 0})
+
+
+def test_erasing_constant_fill_writes_the_exact_value():
+    """fill: constant writes fill_value itself (normalised units, BoT's RandomErasing(mean=PIXEL_MEAN)
+    after Normalize) inside the box, exactly the "mean" fill's box, and changes nothing outside it."""
+    x = torch.full((16, 32, 16, 3), 200, dtype=torch.uint8)
+    value = [0.485, 0.456, 0.406]
+    er = {"prob": 1.0, "area": [0.1, 0.3]}
+    zero, _ = BatchAugment(MEAN, STD, **OFF, erasing={**er, "fill": "mean"})(x, torch.Generator().manual_seed(0))
+    const, _ = BatchAugment(MEAN, STD, **OFF, erasing={**er, "fill": "constant", "fill_value": value})(
+        x, torch.Generator().manual_seed(0))
+    box = (zero == 0).all(dim=1, keepdim=True).expand_as(zero)  # 200 is not the mean in any channel
+    assert box.any((1, 2, 3)).all()
+    assert torch.equal(const[~box], zero[~box])
+    want = torch.tensor(value).view(1, 3, 1, 1).expand_as(const)
+    assert torch.equal(const[box], want[box])
 
 
 def test_determinism_colour_jitter_and_masks_untouched_by_colour():

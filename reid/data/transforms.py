@@ -10,7 +10,9 @@ uint8 [B, Hs, Ws, 3] (the store, at :meth:`BatchAugment.stored_size`) -> float32
    Like torchvision, contrast blends with the grey mean; the value is clamped to [0, 1] once, after
    the four operations, where torchvision clamps after each (they differ only for pixels that leave
    [0, 1] in an intermediate step and come back).
-3. Random erasing as one in-place multiplication by the kept-pixel mask.
+3. Random erasing (Zhong et al.'s RandomErasing, as the released re-id codes run it after
+   normalisation): every sample draws its candidate boxes at once and keeps the first that fits; the
+   box is applied as one in-place multiplication by the kept-pixel mask (plus the fill value).
 
 Every sample has its own random parameters, drawn from a CPU ``torch.Generator`` (so results do not
 depend on the device) and applied with broadcast tensor ops: no Python loop over samples. Masks
@@ -25,7 +27,8 @@ import numpy as np
 import torch
 
 CROPS = ("upscale", "pad", "none")
-FILLS = ("mean", "random", "zero")
+FILLS = ("mean", "constant", "random", "zero")
+ASPECT_SAMPLINGS = ("uniform", "log_uniform")
 LUMA = (0.299, 0.587, 0.114)  # ITU-R 601 grey
 YIQ = ((0.299, 0.587, 0.114), (0.596, -0.274, -0.322), (0.211, -0.523, 0.312))
 
@@ -74,7 +77,8 @@ class BatchAugment:
     ``cfg.augment``: ``crop`` (upscale | pad | none), ``crop_scale``, ``crop_prob`` (an upscale
     sample not cropped is the whole stored image, resampled to [H, W] by nearest rows and columns),
     ``pad``, ``flip_prob``, ``color_jitter`` {prob, brightness, contrast, saturation, hue},
-    ``erasing`` {prob, area: [lo, hi], aspect, fill: mean | random | zero}.
+    ``erasing`` {prob, area: [lo, hi], aspect, aspect_sampling: uniform | log_uniform, attempts,
+    fill: mean | constant | random | zero, fill_value: [3] (constant, in normalised units)}.
     """
 
     def __init__(self, mean: Sequence[float], std: Sequence[float], size: Sequence[int] | None = None,
@@ -98,9 +102,21 @@ class BatchAugment:
         self.erase_prob = float(er.get("prob", 0.0))
         self.erase_area = tuple(float(a) for a in er.get("area", (0.02, 0.4)))
         self.erase_aspect = float(er.get("aspect", 0.3))
+        self.erase_aspect_sampling = str(er.get("aspect_sampling", "uniform"))
+        self.erase_attempts = int(er.get("attempts", 100))
         self.erase_fill = str(er.get("fill", "mean"))
+        self.erase_fill_value = tuple(float(v) for v in er.get("fill_value", (0.0, 0.0, 0.0)))
         if self.erase_fill not in FILLS:
             raise ValueError(f"augment.erasing.fill must be one of {FILLS}, got {self.erase_fill!r}")
+        if self.erase_aspect_sampling not in ASPECT_SAMPLINGS:
+            raise ValueError(f"augment.erasing.aspect_sampling must be one of {ASPECT_SAMPLINGS}, "
+                             f"got {self.erase_aspect_sampling!r}")
+        if self.erase_attempts < 1:
+            raise ValueError(f"augment.erasing.attempts must be >= 1, got {self.erase_attempts}")
+        if not 0 < self.erase_aspect <= 1:
+            raise ValueError(f"augment.erasing.aspect must be in (0, 1], got {self.erase_aspect}")
+        if len(self.erase_fill_value) != 3:
+            raise ValueError(f"augment.erasing.fill_value needs 3 values (R, G, B), got {self.erase_fill_value}")
 
     @classmethod
     def from_config(cls, cfg: Any) -> BatchAugment:
@@ -175,24 +191,29 @@ class BatchAugment:
         offset = colour @ ((1 - fc) * fb * mean.view(b, 1, 1)).expand(b, 3, 1)
         return matrix, offset.view(b, 3)
 
-    def erase_boxes(self, b: int, h: int, w: int, gen: torch.Generator, tries: int = 10) -> torch.Tensor:
-        """Per-sample rectangles [B, 4] (y0, x0, eh, ew); eh = 0 where nothing is erased.
+    def erase_boxes(self, b: int, h: int, w: int, gen: torch.Generator) -> torch.Tensor:
+        """Per-sample rectangles [B, 4] (y0, x0, eh, ew), float32; eh = ew = 0 where nothing is erased.
 
-        Like RandomErasing: area fraction in ``area``, log-uniform aspect in [aspect, 1/aspect], up
-        to ``tries`` draws per sample, the first that fits is used.
+        RandomErasing (Zhong et al.) for all samples at once: a sample is erased with probability
+        ``prob``; it draws ``attempts`` candidates [B, attempts] (area fraction uniform in ``area``,
+        aspect eh / ew in [aspect, 1 / aspect], ``uniform`` or ``log_uniform``; sides rounded half to
+        even) and keeps the first with eh < h and ew < w (a side rounded to 0 erases nothing, as in the
+        releases); if none fits, nothing is erased. The top-left corner is uniform over the positions
+        where the box lies inside the image.
         """
-        lo, hi = self.erase_area
-        area = (lo + (hi - lo) * torch.rand(b, tries, generator=gen)) * h * w
-        la = math.log(self.erase_aspect)
-        ratio = torch.exp(la + (-2 * la) * torch.rand(b, tries, generator=gen))
-        eh = torch.sqrt(area * ratio).round()
-        ew = torch.sqrt(area / ratio).round()
-        fits = (eh < h) & (ew < w) & (eh > 0) & (ew > 0)
-        first = torch.where(fits.any(1), fits.float().argmax(1), torch.zeros(b, dtype=torch.long))
-        eh = eh.gather(1, first[:, None]).squeeze(1)
-        ew = ew.gather(1, first[:, None]).squeeze(1)
+        n, lo, hi, r1 = self.erase_attempts, *self.erase_area, self.erase_aspect
+        area = (lo + (hi - lo) * torch.rand(b, n, generator=gen, dtype=torch.float64)) * (h * w)
+        u = torch.rand(b, n, generator=gen, dtype=torch.float64)
+        if self.erase_aspect_sampling == "uniform":
+            ratio = r1 + (1 / r1 - r1) * u
+        else:
+            ratio = torch.exp(math.log(r1) * (1 - 2 * u))
+        eh, ew = torch.sqrt(area * ratio).round(), torch.sqrt(area / ratio).round()
+        fits = (eh < h) & (ew < w)
+        first = fits.to(torch.uint8).argmax(1, keepdim=True)  # the first candidate that fits (0 if none)
         on = (torch.rand(b, generator=gen) < self.erase_prob) & fits.any(1)
-        eh, ew = torch.where(on, eh, torch.zeros(b)), torch.where(on, ew, torch.zeros(b))
+        eh = torch.where(on, eh.gather(1, first).squeeze(1), 0.0).float()
+        ew = torch.where(on, ew.gather(1, first).squeeze(1), 0.0).float()
         y0 = torch.floor(torch.rand(b, generator=gen) * (h - eh + 1))
         x0 = torch.floor(torch.rand(b, generator=gen) * (w - ew + 1))
         return torch.stack([y0, x0, eh, ew], dim=1)
@@ -257,8 +278,11 @@ class BatchAugment:
             inside_cols = ((xs >= x0) & (xs < x0 + ew)).to(out.dtype)  # [B, 1, W]
             keep = torch.baddbmm(torch.ones((), device=dev), inside_rows, inside_cols, alpha=-1).unsqueeze(1)  # 1 - r c
             out.mul_(keep)  # "mean" fill: 0 after normalisation
-            if self.erase_fill == "zero":
-                out.add_((1 - keep) * (-mean / std).view(1, 3, 1, 1))
-            elif self.erase_fill == "random":
+            if self.erase_fill == "random":
                 out.add_((1 - keep) * torch.randn(b, 3, h, w, generator=gen).to(dev))
+            elif self.erase_fill != "mean":  # constant: fill_value as given; zero: black, normalised
+                black = [-mu / sd for mu, sd in zip(self.mean, self.std)]
+                fill = self.erase_fill_value if self.erase_fill == "constant" else black
+                value = torch.tensor(fill, device=dev)
+                out.add_((1 - keep) * value.view(1, 3, 1, 1))
         return out, m
