@@ -237,7 +237,8 @@ def _cached_weights(arch: str, name: str, download: bool) -> Path:
     error = "downloads disabled"
     if download:
         try:
-            torch.hub.load_state_dict_from_url(URL_ROOT + path.name, map_location="cpu", progress=False)
+            torch.hub.load_state_dict_from_url(URL_ROOT + path.name, map_location="cpu", progress=False,
+                                               weights_only=True)
         except Exception as exc:  # noqa: BLE001 - any network failure gets the same advice
             error = f"{type(exc).__name__}: {exc}"
     if path.is_file():
