@@ -1,26 +1,29 @@
 #!/usr/bin/env python
-"""Training throughput: images/s, step-time breakdown (data, forward+loss, backward, optimizer) and
-peak memory, for BoT and LAGA-Net at 256x128 and 384x128, through the real Trainer (model, losses,
-optimiser, AMP, channels_last, compile) on a synthetic data set.
+"""Training throughput and cost: images/s, step-time breakdown (data, forward+loss, backward,
+optimizer), FLOPs per step, achieved GFLOP/s against the device's measured fp32 matrix-product peak,
+and peak memory, through the real Trainer (model, losses, optimiser, AMP, channels_last, compile)
+on a synthetic data set. Default: BoT and LAGA-Net at 256x128 and 384x128; ``--models all`` takes
+every network family at its config's own size (``--sizes config``).
 
-    python scripts/bench_train.py [--models bot laganet] [--sizes 256x128 384x128]
+    python scripts/bench_train.py [--models bot laganet | all] [--sizes 256x128 384x128 | config]
         [--ids 4 --instances 4] [--steps 5 --warmup 2 --repeats 2] [--device auto]
         [--amp off|bf16|fp16] [--channels-last] [--compile] [--pretrained]
 
 CPU defaults to a small batch (4 x 4); on a GPU pass e.g. ``--ids 16 --instances 4`` (or larger).
 Times are per step, the best of ``--repeats`` runs of ``--steps`` timed steps each (after
 ``--warmup`` steps), so they are robust to other load on the machine; CUDA work is synchronised at
-each phase boundary. Peak memory: ``torch.cuda.max_memory_allocated`` on GPU, the process's peak
-RSS on CPU (cumulative over the run, so an upper bound for later rows).
+each phase boundary. FLOPs (``torch.utils.flop_counter``: matrix products and convolutions, forward + backward) are
+counted once per row, on the first warm-up step. Peak memory: what the steps add at their peak over
+the model's weights (``torch.cuda.max_memory_allocated`` on GPU, peak RSS via ``VmHWM`` on CPU).
 """
 from __future__ import annotations
 
 import argparse
-import resource
 import sys
 import tempfile
 import time
 import traceback
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -30,8 +33,10 @@ sys.path.insert(0, str(ROOT))
 
 from reid.config import load_config  # noqa: E402
 from reid.engine import Trainer  # noqa: E402
+from reid.engine.cost import FlopCount, PeakMemory, matmul_peak_gflops  # noqa: E402
 
-CONFIGS = {"bot": "configs/bot/market1501.yaml", "laganet": "configs/laganet/market1501.yaml"}
+FAMILIES = ("bot", "pcb", "mgn", "fusion", "laganet", "rganet", "lagnet", "bdb", "mmga")
+CONFIGS = {name: f"configs/{name}/market1501.yaml" for name in FAMILIES}
 
 
 def build(model: str, size: tuple[int, int], args, tmp: Path) -> Trainer:
@@ -53,11 +58,13 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def run_steps(t: Trainer, it, steps: int) -> dict[str, float]:
-    """Time ``steps`` training steps phase by phase (seconds summed over steps)."""
+def run_steps(t: Trainer, it, steps: int, flops: dict[str, int] | None = None) -> dict[str, float]:
+    """Time ``steps`` training steps phase by phase (seconds summed over steps); with ``flops`` (a
+    dict), the first step's forward and backward FLOPs are counted into it."""
     dev = t.device
     times = {"data": 0.0, "forward": 0.0, "backward": 0.0, "optimizer": 0.0}
-    for _ in range(steps):
+    for i in range(steps):
+        count = flops is not None and i == 0
         t0 = time.perf_counter()
         batch = next(it)
         if batch["images"].dtype != t.dtype:
@@ -66,14 +73,17 @@ def run_steps(t: Trainer, it, steps: int) -> dict[str, float]:
             batch["images"] = batch["images"].contiguous(memory_format=torch.channels_last)
         sync(dev)
         t1 = time.perf_counter()
-        with t._autocast():
+        with FlopCount() if count else nullcontext() as fwd, t._autocast():
             outputs = t.forward_model(batch["images"])
             total, _ = t.losses(outputs, batch)
         sync(dev)
         t2 = time.perf_counter()
-        t.optimizer.zero_grad(set_to_none=True)
-        (t.scaler.scale(total) if t.scaler else total).backward()
+        with FlopCount() if count else nullcontext() as bwd:
+            t.optimizer.zero_grad(set_to_none=True)
+            (t.scaler.scale(total) if t.scaler else total).backward()
         sync(dev)
+        if count:
+            flops.update(forward=fwd.total, backward=bwd.total)
         t3 = time.perf_counter()
         if t.scaler:
             t.scaler.step(t.optimizer)
@@ -97,8 +107,9 @@ def forever(loader):
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    ap.add_argument("--models", nargs="+", default=["bot", "laganet"], choices=sorted(CONFIGS))
-    ap.add_argument("--sizes", nargs="+", default=["256x128", "384x128"])
+    ap.add_argument("--models", nargs="+", default=["bot", "laganet"], choices=sorted(CONFIGS) + ["all"])
+    ap.add_argument("--sizes", nargs="+", default=["256x128", "384x128"],
+                    help="HxW sizes, or 'config' for each config's own input.size")
     ap.add_argument("--ids", type=int, default=None, help="P (default: 4 on CPU, 16 on GPU)")
     ap.add_argument("--instances", type=int, default=4, help="K")
     ap.add_argument("--steps", type=int, default=5)
@@ -110,6 +121,8 @@ def main() -> int:
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--pretrained", action="store_true", help="load ImageNet weights (needs them available)")
     args = ap.parse_args()
+    if "all" in args.models:
+        args.models = list(FAMILIES)
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(args.device)
@@ -120,10 +133,15 @@ def main() -> int:
     print(f"device {device} ({name}), batch {args.ids}x{args.instances}={batch}, amp {args.amp}, "
           f"channels_last {args.channels_last}, compile {args.compile}; "
           f"best of {args.repeats} x {args.steps} steps after {args.warmup} warm-up steps")
+    peak_gflops = matmul_peak_gflops(device)
+    print(f"device peak (measured): {peak_gflops:,.1f} GFLOP/s, one fp32 matrix product")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for model in args.models:
             for spec in args.sizes:
+                if spec == "config":
+                    size = tuple(int(v) for v in load_config(ROOT / CONFIGS[model]).input.size)
+                    spec = f"{size[0]}x{size[1]}"
                 size = tuple(int(v) for v in spec.lower().split("x"))
                 try:
                     t = build(model, size, args, Path(tmp))
@@ -132,27 +150,28 @@ def main() -> int:
                     traceback.print_exc(limit=1)
                     continue
                 t.model.train()
-                if device.type == "cuda":
-                    torch.cuda.reset_peak_memory_stats(device)
                 it = forever(t.loader)
-                run_steps(t, it, args.warmup)
-                best = None
-                for _ in range(args.repeats):
-                    times = run_steps(t, it, args.steps)
-                    if best is None or sum(times.values()) < sum(best.values()):
-                        best = times
+                flops: dict[str, int] = {}
+                with PeakMemory(device) as peak:
+                    run_steps(t, it, max(args.warmup, 1), flops)
+                    best = None
+                    for _ in range(args.repeats):
+                        times = run_steps(t, it, args.steps)
+                        if best is None or sum(times.values()) < sum(best.values()):
+                            best = times
                 per = {k: 1000 * v / args.steps for k, v in best.items()}
                 step_ms = sum(per.values())
-                peak = (torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda"
-                        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
-                rows.append((model, spec, batch * 1000 / step_ms, step_ms, per, peak))
+                gflop = (flops["forward"] + flops["backward"]) / 1e9
+                rows.append((model, spec, batch * 1000 / step_ms, step_ms, per,
+                             (peak.bytes or 0) / 2**30, flops["forward"] / 1e9, gflop, gflop / step_ms * 1000))
                 del t, it
-    print(f"\n{'model':>8} | {'size':>8} | {'img/s':>8} | {'step ms':>8} | {'data':>7} | {'fwd':>7} | "
-          f"{'bwd':>7} | {'optim':>7} | peak {'GPU' if device.type == 'cuda' else 'RSS'} GiB")
-    print("-" * 98)
-    for model, spec, ips, step_ms, per, peak in rows:
-        print(f"{model:>8} | {spec:>8} | {ips:>8.1f} | {step_ms:>8.1f} | {per['data']:>7.1f} | "
-              f"{per['forward']:>7.1f} | {per['backward']:>7.1f} | {per['optimizer']:>7.1f} | {peak:.2f}")
+    print(f"\n| model | size | img/s | step ms | data | fwd | bwd | optim | fwd GFLOP | train GFLOP | "
+          f"GFLOP/s | of peak | step peak {'GPU' if device.type == 'cuda' else 'RSS'} GiB |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for model, spec, ips, step_ms, per, peak, fwd, gflop, rate in rows:
+        print(f"| {model} | {spec} | {ips:.1f} | {step_ms:.1f} | {per['data']:.1f} | {per['forward']:.1f} | "
+              f"{per['backward']:.1f} | {per['optimizer']:.1f} | {fwd:,.1f} | {gflop:,.1f} | {rate:,.1f} | "
+              f"{rate / peak_gflops:.0%} | {peak:.2f} |")
     return 0
 
 

@@ -96,3 +96,23 @@ def test_loss_goes_down_on_a_repeated_batch():
                f"model.input_size=[{SIZE[0]},{SIZE[1]}]", "optimizer.lr=1e-3")
     values = train_steps(cfg, batch_of(), steps=6)
     assert values[-1] < 0.8 * values[0]
+
+
+def test_checkpointed_attention_trains_exactly_as_plain():
+    """checkpoint_attention=true recomputes the RGA activations in backward: same loss, gradients
+    and BatchNorm running statistics as the plain network."""
+    runs = []
+    for flag in (False, True):
+        torch.manual_seed(0)
+        model = build_model({"name": NET, "backbone": R18, "input_size": list(SIZE),
+                             "checkpoint_attention": flag}, 5).train()
+        out = model(batch_of()["images"])
+        (out["logits"].logsumexp(1).mean() + out["features"].pow(2).mean()).backward()
+        runs.append(({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None},
+                     {n: b.clone() for n, b in model.named_buffers()}))
+    (grads, buffers), (grads_ck, buffers_ck) = runs
+    assert grads.keys() == grads_ck.keys() and buffers.keys() == buffers_ck.keys()
+    for n in grads:
+        torch.testing.assert_close(grads_ck[n], grads[n], rtol=1e-5, atol=1e-6)
+    for n in buffers:
+        torch.testing.assert_close(buffers_ck[n], buffers[n], rtol=0, atol=0)

@@ -5,6 +5,9 @@ The step is the trainer's: forward under the configured autocast, the configured
 optimiser step; the batch is P x K random images at ``input.size`` (with random part masks, so
 mask-guided losses run), on ``cfg.device``. No data set is read for the step; the iteration count
 reads the training identities when the data set is on disk, else uses its published counts.
+Besides the time, the step's cost (:mod:`reid.engine.cost`): forward and forward + backward FLOPs,
+the achieved GFLOP/s beside the device's measured fp32 matrix-product peak, and the memory a step
+adds at its peak.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from torch import nn
 from reid.data import DatasetError, build_dataset
 from reid.data.datasets.replicas import REAL_COUNTS
 from reid.data.sampler import batches_per_epoch
+from reid.engine.cost import FlopCount, PeakMemory, matmul_peak_gflops
 from reid.engine.host_memory import keep_freed_host_memory
 from reid.engine.optim import build_optimizer
 from reid.engine.trainer import amp_dtype, autocast, backward_and_step, resolve_device
@@ -36,10 +40,14 @@ def random_batch(cfg: Any, device: torch.device, seed: int = 0) -> dict[str, tor
             "mask_valid": torch.ones(p * k, dtype=torch.bool, device=device)}
 
 
-def time_train_step(cfg: Any, model: nn.Module, steps: int = 2, warmup: int = 1) -> dict[str, Any]:
+def time_train_step(cfg: Any, model: nn.Module, steps: int = 2, warmup: int = 1,
+                    cost: bool = True) -> dict[str, Any]:
     """Seconds per training step of ``model`` (built from ``cfg.model``), the mean over ``steps``
-    timed steps after ``warmup`` untimed ones. Returns {seconds, images_per_s, batch, size, device}.
-    The model's weights are changed by the optimiser steps."""
+    timed steps after ``warmup`` untimed ones. Returns {seconds, images_per_s, batch, size, device}
+    and, with ``cost``: forward_flops and train_flops (forward + backward, counted once, on the
+    first warm-up step), gflops_per_s (train FLOPs / seconds), peak_gflops (the device's measured
+    fp32 matrix-product rate), peak_bytes (memory the steps add at their peak over the model's own,
+    None where unknown). The model's weights are changed by the optimiser steps."""
     device = resolve_device(cfg.device)
     if device.type == "cpu":
         keep_freed_host_memory()
@@ -52,30 +60,61 @@ def time_train_step(cfg: Any, model: nn.Module, steps: int = 2, warmup: int = 1)
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
     batch = random_batch(cfg, device)
 
-    def step() -> None:
+    def forward() -> torch.Tensor:
         with autocast(device, dtype):
             total, _ = losses(model(batch["images"]), batch)
+        return total
+
+    def step(total: torch.Tensor | None = None) -> None:
+        total = forward() if total is None else total
         backward_and_step(total, optimizer, scaler, model.parameters(), float(cfg.train.grad_clip or 0))
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
-    for _ in range(warmup):
-        step()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    seconds = (time.perf_counter() - start) / max(steps, 1)
+    out: dict[str, Any] = {}
+    peak = PeakMemory(device)
+    with peak:
+        for i in range(max(warmup, 1 if cost else 0)):
+            if cost and i == 0:
+                with FlopCount() as fwd:
+                    total = forward()
+                with FlopCount() as rest:
+                    step(total)
+                out["forward_flops"], out["train_flops"] = fwd.total, fwd.total + rest.total
+            else:
+                step()
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        seconds = (time.perf_counter() - start) / max(steps, 1)
     n = int(batch["images"].shape[0])
-    return {"seconds": seconds, "images_per_s": n / seconds, "batch": n,
-            "size": tuple(int(v) for v in cfg.input.size), "device": str(device)}
+    out.update({"seconds": seconds, "images_per_s": n / seconds, "batch": n,
+                "size": tuple(int(v) for v in cfg.input.size), "device": str(device)})
+    if cost:
+        out["gflops_per_s"] = out["train_flops"] / seconds / 1e9 if steps else None
+        out["peak_gflops"] = matmul_peak_gflops(device)
+        out["peak_bytes"] = peak.bytes
+    return out
 
 
 def format_step_time(t: dict[str, Any]) -> str:
     h, w = t["size"]
     name = torch.cuda.get_device_name(t["device"]) if t["device"].startswith("cuda") else \
         f"cpu, {torch.get_num_threads()} threads"
-    return (f"train step: {t['seconds']:.3f} s per batch of {t['batch']} at {h}x{w} "
-            f"({t['images_per_s']:.1f} img/s) on {name}")
+    lines = [f"train step: {t['seconds']:.3f} s per batch of {t['batch']} at {h}x{w} "
+             f"({t['images_per_s']:.1f} img/s) on {name}"]
+    if "train_flops" in t:
+        lines.append(f"train step cost: {t['forward_flops'] / 1e9:,.1f} GFLOP forward, "
+                     f"{t['train_flops'] / 1e9:,.1f} GFLOP forward + backward")
+        if t.get("gflops_per_s"):
+            lines.append(f"achieved: {t['gflops_per_s']:,.1f} GFLOP/s = {t['gflops_per_s'] / t['peak_gflops']:.0%} "
+                         f"of this device's fp32 matrix-product peak ({t['peak_gflops']:,.1f} GFLOP/s, measured)")
+        if t.get("peak_bytes") is not None:
+            where = "GPU memory allocated" if t["device"].startswith("cuda") else "resident memory (RSS)"
+            lines.append(f"peak memory of a step: {t['peak_bytes'] / 2**30:.2f} GiB of {where} "
+                         "above the model's weights (activations, gradients, optimiser state)")
+    return "\n".join(lines)
+
 
 
 #: Published training (identities, images) per data set (train includes validation images).

@@ -18,6 +18,7 @@ from reid.models.bot import build_backbone
 from reid.models.build import backbone_groups
 from reid.models.heads import BNNeckHead
 from reid.models.layers import RGA
+from reid.models.layers.common import checkpointed
 from reid.registry import MODELS, ConfigError
 
 STAGES = ("layer1", "layer2", "layer3", "layer4")
@@ -43,7 +44,8 @@ class RGANet(nn.Module):
 
     ``use_spatial`` / ``use_channel`` choose RGA-S, RGA-C or RGA-SC; ``channel_ratio`` and
     ``spatial_ratio`` are the embedding reductions s, ``down_ratio`` the W reduction d;
-    ``rga_stages`` the stages followed by a module.
+    ``rga_stages`` the stages followed by a module. ``checkpoint_attention`` recomputes the RGA
+    modules' activations in backward instead of keeping them (less memory, more time; same result).
     """
 
     def __init__(self, num_classes: int,
@@ -52,7 +54,7 @@ class RGANet(nn.Module):
                  use_spatial: bool = True, use_channel: bool = True, channel_ratio: int = 8,
                  spatial_ratio: int = 8, down_ratio: int = 8,
                  rga_stages: list = ["layer1", "layer2", "layer3", "layer4"],  # noqa: B006
-                 neck_feat: str = "after"):
+                 neck_feat: str = "after", checkpoint_attention: bool = False):
         super().__init__()
         if input_size is None:
             input_size = [256, 128]  # a direct call without a config; configs fill it from input.size
@@ -64,6 +66,7 @@ class RGANet(nn.Module):
         if not (use_spatial or use_channel):
             raise ConfigError("model: at least one of use_spatial, use_channel must be true")
         self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.checkpoint_attention = bool(checkpoint_attention)
         self.backbone = build_backbone(backbone)
         shapes = stage_shapes(self.backbone, self.input_size)
         self.rga = nn.ModuleDict({
@@ -89,7 +92,8 @@ class RGANet(nn.Module):
         for name in STAGES:
             x = self.backbone.stage(name)(x)
             if name in self.rga:
-                x = self.rga[name](x)
+                rga = self.rga[name]
+                x = checkpointed(rga, x) if self.checkpoint_attention and self.training else rga(x)
         return x
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 
 def check_feature_map(x: torch.Tensor, channels: int, size: tuple[int, int] | None, name: str) -> None:
@@ -25,3 +26,29 @@ def conv_bn(in_ch: int, out_ch: int, relu: bool = True, eps: float = 1e-5) -> nn
     if relu:
         layers.append(nn.ReLU(inplace=True))
     return nn.Sequential(*layers)
+
+
+def checkpointed(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``module(x)`` with activation checkpointing: its intermediate activations are not kept for
+    backward but recomputed then (memory for time). The recomputation leaves the BatchNorm running
+    statistics alone, so a checkpointed module trains exactly as a plain one."""
+    calls = [0]
+
+    def run(inp: torch.Tensor) -> torch.Tensor:
+        calls[0] += 1
+        if calls[0] == 1:
+            return module(inp)
+        norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        saved = [(m.momentum, m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None)
+                 for m in norms]
+        for m in norms:
+            m.momentum = 0.0  # running = 1 * running + 0 * batch: unchanged
+        try:
+            return module(inp)
+        finally:
+            for m, (momentum, tracked) in zip(norms, saved):
+                m.momentum = momentum
+                if tracked is not None:
+                    m.num_batches_tracked.copy_(tracked)
+
+    return checkpoint(run, x, use_reentrant=False)

@@ -50,13 +50,22 @@ class _RelationGate(nn.Module):
         """G [B, P, P], G[i, j] = theta_i . phi_j."""
         return torch.bmm(self.theta(z).flatten(2).transpose(1, 2), self.phi(z).flatten(2))
 
-    def relation_input(self, z: torch.Tensor) -> torch.Tensor:
-        """[B, 2P, P, 1]: at position i the channels are [G[i, :], G[:, i]]."""
+    def relation_features(self, z: torch.Tensor) -> torch.Tensor:
+        """CBR(2P -> p') of r_i = [G[i, :], G[:, i]] at every position i: [B, p', P, 1].
+
+        The 1x1 convolution over the [B, 2P, P] concatenation is computed as
+        ``W_row G^T + W_col G`` (W = [W_row | W_col]), the same sum without materialising the
+        concatenation (2 B P^2 values, 2 GiB per RGA-S after layer1 at 64 x 256x128) or its gradient.
+        """
         g = self.affinity(z)
-        return torch.cat((g.transpose(1, 2), g), dim=1).unsqueeze(-1)
+        conv, rest = self.relation[0], self.relation[1:]
+        w = conv.weight.flatten(1)  # [p', 2P]
+        p = g.shape[1]
+        out = torch.matmul(w[:, :p], g.transpose(1, 2)) + torch.matmul(w[:, p:], g)
+        return rest(out.unsqueeze(-1))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        rel = self.relation(self.relation_input(z))  # [B, p', P, 1]
+        rel = self.relation_features(z)  # [B, p', P, 1]
         own = self.gx(z).mean(dim=1, keepdim=True)  # [B, 1, P, 1]
         return self.gate(torch.cat((own, rel), dim=1))
 

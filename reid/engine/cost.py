@@ -1,0 +1,99 @@
+"""The cost of a training step: FLOPs, the machine's measured peak, and peak memory.
+
+* FLOPs are counted by :class:`torch.utils.flop_counter.FlopCounterMode` (matrix products and
+  convolutions, forward and backward; element-wise work is not counted, as is usual).
+* The machine's peak is measured, not looked up: the best rate of one large fp32 matrix product on
+  the same device, in the same process.
+* Peak memory of a step is what it adds on top of what was resident before it: on CUDA
+  ``max_memory_allocated`` minus ``memory_allocated`` before the step; on CPU the peak resident set
+  (``VmHWM``, reset through ``/proc/self/clear_refs``) minus the resident set before the step.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+
+class FlopCount(FlopCounterMode):
+    """``with FlopCount() as count: work()`` then ``count.total``: the FLOPs of the matrix products
+    and convolutions the work ran (forward and backward)."""
+
+    def __init__(self) -> None:
+        super().__init__(display=False)
+
+    @property
+    def total(self) -> int:
+        return int(self.get_total_flops())
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    """FLOPs of the matrix products and convolutions that ``fn()`` runs (forward and backward)."""
+    with FlopCount() as count:
+        fn()
+    return count.total
+
+
+def matmul_peak_gflops(device: torch.device | str = "cpu", n: int | None = None, repeats: int = 3) -> float:
+    """The best GFLOP/s of an ``n x n`` fp32 matrix product on ``device`` (``2 n^3`` FLOPs each);
+    ``n`` defaults to 2048 on CPU and 8192 on CUDA."""
+    device = torch.device(device)
+    n = n or (8192 if device.type == "cuda" else 2048)
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    best = float("inf")
+    for i in range(repeats + 1):
+        _sync(device)
+        start = time.perf_counter()
+        torch.mm(a, b)
+        _sync(device)
+        if i:  # the first product warms up the library
+            best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise OSError(f"/proc/self/status has no {field}")
+
+
+class PeakMemory:
+    """Bytes a block of work adds at its peak over what was resident when the block began.
+
+    ``with PeakMemory(device) as peak: work()`` then ``peak.bytes`` (None where the platform cannot
+    tell: CPU without Linux's ``/proc``)."""
+
+    def __init__(self, device: torch.device | str = "cpu"):
+        self.device = torch.device(device)
+        self.bytes: int | None = None
+        self._start = 0
+
+    def __enter__(self) -> PeakMemory:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._start = torch.cuda.memory_allocated(self.device)
+        else:
+            try:
+                Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+                self._start = _status_kib("VmRSS") * 1024
+            except OSError:
+                self._start = -1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.bytes = torch.cuda.max_memory_allocated(self.device) - self._start
+        elif self._start >= 0:
+            self.bytes = _status_kib("VmHWM") * 1024 - self._start
