@@ -24,7 +24,7 @@ import yaml
 
 from .registry import BACKBONES, DATASETS, LOSSES, MODELS, ConfigError, Registry, closest
 
-__all__ = ["DEFAULTS", "Config", "ConfigError", "load_config", "save_config", "parse_overrides"]
+__all__ = ["DEFAULTS", "Config", "ConfigError", "load_config", "save_config", "parse_overrides", "reference_for"]
 
 CLI = "command line"
 
@@ -117,8 +117,10 @@ DEFAULTS: dict[str, Any] = {
         "dtype": "float32",  # float32 | float64 (exact numerics checks, e.g. DDP equivalence; slow)
     },
     "reference": {  # published numbers of this experiment, shown beside ours (percent)
-        "rank1": None,
+        "rank1": None,  # for the config's own data set (number or null)
         "mAP": None,
+        "datasets": {},  # or per data set name: {rank1, mAP} (e.g. a ladder run on several sets); not both
+        "step_time": None,  # seconds per training batch, where the paper reports it (ablation time tables)
         "source": "",
     },
     "test": {
@@ -491,4 +493,52 @@ def _validate_section(key: str, user: dict, schema: dict, origin: dict[str, str]
 
 
 def _validate_and_fill(user: dict[str, Any], origin: dict[str, str], fallback: str) -> dict:
-    return _validate_section("", user, DEFAULTS, origin, fallback)
+    out = _validate_section("", user, DEFAULTS, origin, fallback)
+    _validate_reference(out["reference"], origin, fallback)
+    return out
+
+
+# ------------------------------------------------------------------------------------- reference
+
+REFERENCE_METRICS = ("rank1", "mAP")
+
+
+def _number_or_null(key: str, value: Any, where: str) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise ConfigError(f"{where}: key '{key}' expects a number or null, got {value!r}")
+
+
+def _validate_reference(ref: dict[str, Any], origin: dict[str, str], fallback: str) -> None:
+    """Numbers are numbers or null; ``datasets`` maps registered data set names to {rank1, mAP};
+    flat numbers and ``datasets`` together are ambiguous (which set do the flat ones belong to?)."""
+    for key in (*REFERENCE_METRICS, "step_time"):
+        _number_or_null(f"reference.{key}", ref[key], _source(origin, f"reference.{key}", fallback))
+    for name, numbers in ref["datasets"].items():
+        key = f"reference.datasets.{name}"
+        where = _source(origin, key, fallback)
+        if name not in DATASETS:
+            best = closest(str(name), DATASETS.names())
+            hint = f"; did you mean '{best}'?" if best else f"; valid: {', '.join(DATASETS.names())}"
+            raise ConfigError(f"{where}: unknown data set '{name}' at '{key}'{hint}")
+        if not isinstance(numbers, dict):
+            raise ConfigError(f"{where}: '{key}' must be a mapping {{rank1: ..., mAP: ...}}, got {numbers!r}")
+        for metric, value in numbers.items():
+            if metric not in REFERENCE_METRICS:
+                raise _unknown(f"{key}.{metric}", REFERENCE_METRICS, where)
+            _number_or_null(f"{key}.{metric}", value, where)
+        ref["datasets"][name] = {m: numbers.get(m) for m in REFERENCE_METRICS}
+    if ref["datasets"] and any(ref[m] is not None for m in REFERENCE_METRICS):
+        where = _source(origin, "reference.datasets", fallback)
+        raise ConfigError(f"{where}: 'reference' sets both flat rank1/mAP and per-data-set numbers "
+                          "(reference.datasets); keep one (replace an inherited reference with _delete_: true)")
+
+
+def reference_for(cfg: dict[str, Any], dataset: str | None = None) -> dict[str, Any]:
+    """The published {rank1, mAP} of ``cfg`` on ``dataset`` (default: ``cfg.dataset.name``): its
+    ``reference.datasets`` entry, else the flat numbers when no per-data-set numbers are given."""
+    ref = cfg["reference"]
+    name = dataset or cfg["dataset"]["name"]
+    if ref["datasets"]:
+        numbers = ref["datasets"].get(name, {})
+        return {m: numbers.get(m) for m in REFERENCE_METRICS}
+    return {m: ref[m] for m in REFERENCE_METRICS}

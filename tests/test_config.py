@@ -190,3 +190,29 @@ def test_nested_section_without_name_merges_onto_its_default(tmp_path):
     path = write(tmp_path, "run.yaml", "model: {name: _toy_model}\nlosses: {t: {name: _toy_loss}}\n")
     cfg = load_config(path, ["model.backbone.depth=50"])
     assert cfg.model.backbone == {"name": "_toy_backbone", "depth": 50, "pretrained": False}
+
+
+def test_reference_per_data_set_is_validated_and_looked_up(tmp_path):
+    from reid.config import reference_for
+
+    base = write(tmp_path, "base.yaml", "model: {name: _toy_model}\nlosses: {t: {name: _toy_loss}}\n"
+                 "dataset: {name: market1501}\nreference: {rank1: 95.0, mAP: 88.0}\n")
+    flat = load_config(base)
+    assert reference_for(flat) == {"rank1": 95.0, "mAP": 88.0}
+    assert flat.reference.datasets == {} and flat.reference.step_time is None
+    run = write(tmp_path, "run.yaml", "_base_: base.yaml\nreference:\n  _delete_: true\n  step_time: 0.131\n"
+                "  datasets: {market1501: {rank1: 90.08, mAP: 76}, dukemtmcreid: {mAP: 67.58}}\n")
+    cfg = load_config(run)
+    assert reference_for(cfg) == {"rank1": 90.08, "mAP": 76}
+    assert reference_for(load_config(run, ["dataset.name=dukemtmcreid"])) == {"rank1": None, "mAP": 67.58}
+    assert reference_for(cfg, "msmt17") == {"rank1": None, "mAP": None}  # not listed: no numbers
+    assert cfg.reference.step_time == 0.131
+    with pytest.raises(ConfigError, match=r"unknown data set 'market' at 'reference.datasets.market'.*market1501"):
+        load_config(run, ["reference.datasets={market: {rank1: 1}}"])
+    with pytest.raises(ConfigError, match=r"'reference.datasets.market1501.rank'.*reference.datasets.market1501.rank1"):
+        load_config(run, ["reference.datasets={market1501: {rank: 1}}"])
+    for bad in ("reference.datasets={market1501: {mAP: high}}", "reference.step_time=fast", "reference.rank1=[1]"):
+        with pytest.raises(ConfigError, match="expects a number or null"):
+            load_config(base if "rank1=" in bad else run, [bad])
+    with pytest.raises(ConfigError, match="both flat rank1/mAP and per-data-set numbers"):
+        load_config(base, ["reference.datasets={market1501: {rank1: 1}}"])

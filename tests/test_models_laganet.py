@@ -144,3 +144,37 @@ def test_input_size_from_config_or_builder():
     injected = build_model({"name": "laganet", "backbone": R18, "input_size": None}, 3, input_size=(32, 32))
     assert from_cfg.input_size == (64, 32) and injected.input_size == (32, 32)
     assert (from_cfg.branches[0].after[0].height, injected.branches[0].after[0].height) == (4, 2)
+
+
+def test_triplet_input_switch_picks_the_triplet_tensor():
+    """model.triplet_input: the triplet features are each head's embedding before the dropout
+    (Linear -> BN -> LeakyReLU, recomputed here from the pooled vector) or the dropped-out one
+    (zero or 1/(1-p) x the embedding); the classifiers see the dropped-out embedding either way."""
+    models = {}
+    for mode in ("embedding", "dropout"):
+        torch.manual_seed(0)  # the same weights
+        models[mode] = build_model({"name": "laganet", "backbone": R18, "use_sam": False, "use_cam": False,
+                                    "use_local": False, "triplet_input": mode}, 5).train()
+        assert models[mode].branches[0].heads[0].triplet_input == mode
+    x = torch.randn(8, 3, 32, 16)
+    outs = {}
+    for mode, model in models.items():
+        torch.manual_seed(1)  # the same dropout mask
+        outs[mode] = model(x)
+    branch = models["embedding"].branches[0]  # global: one head
+    with torch.no_grad():
+        pooled = branch.global_pool(branch.feature_map(models["embedding"].trunk(x)))
+        embedding = branch.heads[0].reduction[:-1](pooled)  # batch statistics of the same batch
+    torch.testing.assert_close(outs["embedding"]["features"][0].detach(), embedding)
+    dropped = outs["dropout"]["features"][0].detach()
+    kept = dropped != 0
+    assert 0.3 < kept.float().mean() < 0.7  # p = 0.5
+    torch.testing.assert_close(dropped[kept], 2 * embedding[kept])
+    torch.testing.assert_close(outs["embedding"]["logits"][0], outs["dropout"]["logits"][0])
+
+
+def test_triplet_input_is_validated():
+    with pytest.raises(ConfigError, match="did you mean 'embedding'"):
+        build_model({"name": "laganet", "backbone": R18, "use_sam": False, "triplet_input": "embeding"}, 3)
+    with pytest.raises(ConfigError, match="triplet_input applies to head 'reduction' only"):
+        MultiBranchNet(3, backbone=R18, branches=[{"head": "bnneck", "triplet_input": "dropout"}])

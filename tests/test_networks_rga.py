@@ -21,6 +21,7 @@ from reid.models import build_model
 
 NET = "rganet"
 CONFIGS = config_files(NET)
+HAND_SETS = ("hands11k_dorsal_right", "hands11k_dorsal_left", "hands11k_palmar_right", "hands11k_palmar_left", "hd")
 
 
 def test_outputs_and_eval_feature():
@@ -71,19 +72,29 @@ def test_rga_sc_parameter_counts_at_384x128():
 
 def test_all_configs_present():
     assert not missing_body_configs(NET)
+    assert {f"{NET}/{d}.yaml" for d in HAND_SETS} <= {config_id(p) for p in CONFIGS}  # LAGA-Net's Table V
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=config_id)
 def test_config_builds_and_trains_a_step(path):
     cfg = load(path)
+    hands = path.stem in HAND_SETS
     assert cfg.model.name == NET and cfg.model.backbone.last_stride == 1
-    assert cfg.model.input_size is None and cfg.input.size == [256, 128]  # built for input.size
+    assert cfg.model.input_size is None  # built for input.size
     assert (cfg.sampler.num_ids, cfg.sampler.num_instances) == (16, 4)
     assert cfg.optimizer.name == "adam" and cfg.optimizer.lr == pytest.approx(8e-4)
     assert cfg.schedule.warmup_epochs == 20 and cfg.schedule.warmup_start_lr == pytest.approx(8e-6)
     assert cfg.schedule.milestones[:3] == [80, 120, 160] and cfg.schedule.gamma == 0.5 and cfg.train.epochs == 600
     assert cfg.losses.ce.epsilon == 0.1 and cfg.losses.triplet.margin == 0.3
-    assert cfg.augment.erasing.prob == 0.5 and cfg.augment.crop_prob == 0.5
+    if hands:  # the hand input pipeline (configs/_base_/inputs/hands_324.yaml), every image cropped
+        assert cfg.input.size == [324, 324] and round(324 * cfg.augment.crop_scale) == 356
+        assert cfg.augment.erasing.prob == 0.0 and cfg.augment.crop_prob == 1.0
+        jitter = cfg.augment.color_jitter
+        assert (jitter.prob, jitter.brightness, jitter.contrast, jitter.saturation) == (1.0, 0.1, 0.1, 0.1)
+        assert cfg.dataset.name == path.stem and cfg.reference.source
+    else:
+        assert cfg.input.size == [256, 128]
+        assert cfg.augment.erasing.prob == 0.5 and cfg.augment.crop_prob == 0.5
     if path.parent.name == NET and path.stem in ("market1501", "cuhk03_labeled", "cuhk03_detected", "msmt17"):
         assert cfg.reference.rank1 and cfg.reference.mAP and cfg.reference.source
 

@@ -27,6 +27,7 @@ from reid.models.backbones.resnet import set_stage_stride
 from reid.models.bot import build_backbone
 from reid.models.build import backbone_groups
 from reid.models.heads import HEADS, POOLINGS, HeadOutput, build_head, build_pooling, init_scheme
+from reid.models.heads.heads import TRIPLET_INPUTS
 from reid.registry import LAYERS, MODELS, ConfigError, suggestion
 
 STAGES = ("layer1", "layer2", "layer3", "layer4")
@@ -45,7 +46,8 @@ class BranchSpec:
     head: reduction (LAGA) | bnneck (BoT) | conv_reduction (MGN, PCB) | identity; head_dim, dropout
     and neck_feat (bnneck, conv_reduction: test feature after or before the neck) configure it.
     triplet / stripe_triplet: whether the global / stripe features feed the ``features`` output
-    (the triplet loss).
+    (the triplet loss). triplet_input (head reduction only): the triplet sees the learned embedding
+    before the dropout (``embedding``, LAGA-Net's paper) or after it (``dropout``).
     """
 
     name: str = ""
@@ -61,6 +63,7 @@ class BranchSpec:
     neck_feat: str = "after"
     triplet: bool = True
     stripe_triplet: bool = True
+    triplet_input: str = "embedding"
 
     @classmethod
     def parse(cls, spec: Any, index: int) -> BranchSpec:
@@ -95,6 +98,11 @@ class BranchSpec:
             raise ConfigError(f"{where}: unknown pooling '{out.pooling}'{suggestion(out.pooling, POOLINGS[:4])}")
         if out.head not in HEADS:
             raise ConfigError(f"{where}: unknown head '{out.head}'{suggestion(out.head, HEADS)}")
+        if out.triplet_input not in TRIPLET_INPUTS:
+            raise ConfigError(f"{where}: unknown triplet_input '{out.triplet_input}'"
+                              f"{suggestion(out.triplet_input, TRIPLET_INPUTS)}")
+        if out.head != "reduction" and "triplet_input" in spec:
+            raise ConfigError(f"{where}: triplet_input applies to head 'reduction' only (this branch: '{out.head}')")
         if not out.global_feature and out.stripes < 1:
             raise ConfigError(f"{where}: a branch needs global_feature: true or stripes >= 1")
         for attn in out.before + out.after:
@@ -153,7 +161,7 @@ class Branch(nn.Module):
         n_heads = int(spec.global_feature) + spec.stripes
         kwargs: dict[str, Any] = {}
         if spec.head == "reduction":
-            kwargs = {"dim": spec.head_dim, "dropout": spec.dropout}
+            kwargs = {"dim": spec.head_dim, "dropout": spec.dropout, "triplet_input": spec.triplet_input}
         elif spec.head == "conv_reduction":
             kwargs = {"dim": spec.head_dim, "neck_feat": spec.neck_feat}
         elif spec.head == "bnneck":
@@ -270,9 +278,11 @@ class MultiBranchNet(nn.Module):
 
 def laganet_branches(use_cam: bool = True, use_sam: bool = True, use_local: bool = True,
                      cam_variant: str = "softmax", position: str = "relative", stripes: int = 3,
-                     embedding_dim: int = 1024, dropout: float = 0.5, pooling: str = "avg") -> list[dict]:
+                     embedding_dim: int = 1024, dropout: float = 0.5, pooling: str = "avg",
+                     triplet_input: str = "embedding") -> list[dict]:
     """LAGA-Net's branch list: [spatial (S3, layer4, S4), channel (C3, layer4, C4), global, local]."""
-    head = {"head": "reduction", "head_dim": embedding_dim, "dropout": dropout, "pooling": pooling}
+    head = {"head": "reduction", "head_dim": embedding_dim, "dropout": dropout, "pooling": pooling,
+            "triplet_input": triplet_input}
     sam = {"name": "sam_rpe", "position": position}
     cam = {"name": "cam", "variant": cam_variant}
     branches = []
@@ -292,14 +302,16 @@ def laganet(num_classes: int,
             use_cam: bool = True, use_sam: bool = True, use_local: bool = True,
             cam_variant: str = "softmax", position: str = "relative", share_layer4: bool = False,
             stripes: int = 3, embedding_dim: int = 1024, dropout: float = 0.5, pooling: str = "avg",
-            input_size: list | None = None) -> MultiBranchNet:
+            input_size: list | None = None, triplet_input: str = "embedding") -> MultiBranchNet:
     """LAGA-Net (models.md): ResNet trunk to layer3, four branches each with its own layer4 (last
     stride 1): spatial S3 -> layer4 -> S4 -> GAP, channel C3 -> layer4 -> C4 -> GAP, global
     layer4 -> GAP, local layer4 -> ``stripes`` stripes; a reduction head (Linear -> BN ->
     LeakyReLU(0.1) -> Dropout) and classifier per feature (6). Eval feature: concat
     [s, c, g, p1, p2, p3] before reduction (6 x 2048 = 12,288-D). ``use_sam``/``use_cam``/
-    ``use_local`` drop branches for the Table III ladder (Global; +Local; +CAM; +SAM-RPE)."""
+    ``use_local`` drop branches for the Table III ladder (Global; +Local; +CAM; +SAM-RPE).
+    ``triplet_input``: the triplets see the 1024-D embeddings before the dropout (``embedding``, the
+    paper's "learned embeddings") or after it (``dropout``); the classifiers always see the latter."""
     branches = laganet_branches(use_cam, use_sam, use_local, cam_variant, position, stripes, embedding_dim,
-                                dropout, pooling)
+                                dropout, pooling, triplet_input)
     return MultiBranchNet(num_classes, backbone=backbone, trunk="layer3", branches=branches,
                           share_layer4=share_layer4, input_size=input_size)

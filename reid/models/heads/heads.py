@@ -3,7 +3,8 @@
 * ``BNNeckHead`` (BoT): BN1d (bias frozen at 0) -> Linear(no bias, N(0, 0.001)); triplet on the
   pre-BN feature, test feature after (``neck_feat="after"``) or before the BN.
 * ``ReductionHead`` (LAGA-Net): Linear(C -> D) -> BN1d -> LeakyReLU(0.1) -> Dropout(0.5), then
-  Linear(D -> num_classes); triplet on the D-dim embedding, test feature the input (before reduction).
+  Linear(D -> num_classes); triplet on the D-dim embedding before (default) or after the dropout,
+  test feature the input (before reduction).
 * ``ConvReductionHead`` (MGN, PCB): Conv1x1(C -> D) + BN + ReLU; triplet and classifier on the D-dim
   reduced feature; test feature the reduced one (``neck_feat="after"``, PCB's "H") or the C-dim input
   (``"before"``, PCB's "G").
@@ -57,14 +58,22 @@ class BNNeckHead(nn.Module):
         return HeadOutput(x, bn if self.neck_feat == "after" else x, logits)
 
 
+#: ReductionHead's triplet feature: the learned embedding (before dropout) or the dropped-out one
+TRIPLET_INPUTS = ("embedding", "dropout")
+
+
 class ReductionHead(nn.Module):
-    """LAGA-Net: x [B, C] -> Linear(C -> D) -> BN1d -> LeakyReLU(0.1) -> Dropout(p) = e [B, D];
-    logits = Linear(D -> num_classes)(e); test feature = x."""
+    """LAGA-Net: x [B, C] -> Linear(C -> D) -> BN1d -> LeakyReLU(0.1) = e [B, D] -> Dropout(p) = d;
+    logits = Linear(D -> num_classes)(d); test feature = x; triplet feature e (``triplet_input=
+    "embedding"``, the paper's learned embedding) or d (``"dropout"``)."""
 
     def __init__(self, in_dim: int, num_classes: int, dim: int = 1024, dropout: float = 0.5,
-                 negative_slope: float = 0.1, init: str = "default"):
+                 negative_slope: float = 0.1, init: str = "default", triplet_input: str = "embedding"):
         super().__init__()
         scheme = init_scheme(init)
+        if triplet_input not in TRIPLET_INPUTS:
+            raise ConfigError(f"unknown triplet_input '{triplet_input}'{suggestion(triplet_input, TRIPLET_INPUTS)}")
+        self.triplet_input = triplet_input
         self.out_dim, self.test_dim = dim, in_dim
         self.reduction = nn.Sequential(nn.Linear(in_dim, dim), nn.BatchNorm1d(dim),
                                        nn.LeakyReLU(negative_slope, inplace=True), nn.Dropout(dropout))
@@ -77,8 +86,9 @@ class ReductionHead(nn.Module):
     def forward(self, x: torch.Tensor) -> HeadOutput:
         if not self.training:
             return HeadOutput(x, x, None)
-        e = self.reduction(x)
-        return HeadOutput(e, x, self.classifier(e))
+        e = self.reduction[:-1](x)
+        d = self.reduction[-1](e)
+        return HeadOutput(e if self.triplet_input == "embedding" else d, x, self.classifier(d))
 
 
 class ConvReductionHead(nn.Module):
