@@ -76,13 +76,13 @@ def non_finite_loss(total: torch.Tensor, parts: Mapping[str, torch.Tensor], imag
                     epoch: int, iteration: int) -> NonFiniteLossError:
     """The error for a NaN/inf loss at (0-based) ``epoch``, ``iteration``, naming its terms and,
     when they are the cause, non-finite input images."""
-    terms = ", ".join(f"{k} {float(v):.4g}" for k, v in parts.items())
+    terms = ", ".join(f"{k} {float(torch.as_tensor(v).detach()):.4g}" for k, v in parts.items())
     where = f"at epoch {epoch + 1}, iteration {iteration + 1}"
     cause = ("the input images are not finite (check input.pixel_mean and input.pixel_std)"
              if not bool(torch.isfinite(images).all())
              else "try a lower optimizer.lr, train.grad_clip > 0 or train.amp=off")
     return NonFiniteLossError(
-        f"training loss is {float(total):.4g} {where}" + (f" ({terms})" if terms else "")
+        f"training loss is {float(total.detach()):.4g} {where}" + (f" ({terms})" if terms else "")
         + f"; stopped before applying it (checkpoints already written are unchanged); {cause}"
     )
 
