@@ -146,6 +146,8 @@ class Range:
         self.lo, self.hi, self.lo_open, self.hi_open = lo, hi, lo_open, hi_open
 
     def ok(self, value: Any) -> bool:
+        if value != value:  # NaN
+            return False
         if self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo):
             return False
         return self.hi is None or (value < self.hi if self.hi_open else value <= self.hi)
@@ -197,7 +199,7 @@ class Pattern(Choice):
 
 class Items:
     """A list of ``length`` (None: any) numbers of type ``kind``, each within ``each``;
-    ``ordered``: non-decreasing."""
+    ``ordered``: in increasing (non-decreasing) order."""
 
     def __init__(self, length: int | None, kind: type, each: Range, *, ordered: bool = False,
                  example: str = ""):

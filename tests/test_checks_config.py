@@ -33,6 +33,7 @@ from reid.config import VALUE_CHECKS, ConfigError, load_config
     ("input.pixel_std=[0,0,0]", "key 'input.pixel_std' expects a list of 3 numbers in (0, 1]"),
     # the other ranges
     ("augment.flip_prob=1.5", "key 'augment.flip_prob' expects a number in [0, 1], got 1.5"),
+    ("train.grad_clip=.nan", "key 'train.grad_clip' expects a number >= 0, got nan"),
     ("augment.erasing.area=[0.4,0.02]", "key 'augment.erasing.area' expects a list of 2 numbers in (0, 1] "
                                         "in increasing order"),
     ("augment.erasing.aspect=0", "key 'augment.erasing.aspect' expects a number in (0, 1]"),
