@@ -83,20 +83,20 @@ def test_resume_from_another_model_lists_keys_and_shapes(trainer, tmp_path):
         "this data set has 24")
 
 
-def test_last_checkpoint_is_written_before_the_final_evaluation(tmp_path, monkeypatch):
-    trainer = Trainer(load_config(None, tiny(tmp_path, "train.iters_per_epoch=1")))
-
+def test_last_checkpoint_is_written_before_the_final_evaluation(trainer, monkeypatch):
     def fail(*args, **kwargs):
         raise RuntimeError("evaluation failed")
 
-    monkeypatch.setattr(trainer, "evaluate", fail)
-    with pytest.raises(RuntimeError, match="evaluation failed"):
-        trainer.fit()
+    monkeypatch.setitem(trainer.cfg.train, "iters_per_epoch", 1)
+    with monkeypatch.context() as patch:
+        patch.setattr(trainer, "evaluate", fail)
+        with pytest.raises(RuntimeError, match="evaluation failed"):
+            trainer.fit()
     last = trainer.out / "checkpoints" / "last.pth"
     assert load_checkpoint(last)["epoch"] == 0  # the trained epoch survives the failed evaluation
-    resumed = Trainer(load_config(None, tiny(tmp_path, "train.iters_per_epoch=1")), resume="auto")
-    assert resumed.start_epoch == 1
-    summary = resumed.fit()  # nothing left to train: the final evaluation runs
+    trainer.load("auto")
+    assert trainer.start_epoch == 1
+    summary = trainer.fit()  # nothing left to train: only the final evaluation runs
     assert 0 <= summary["final"]["mAP"] <= 1 and (trainer.out / "metrics.json").is_file()
 
 
