@@ -21,9 +21,18 @@ def run(main: Callable[[], int | None]) -> None:
     sys.exit(code or 0)
 
 
+class ConfigArgumentParser(argparse.ArgumentParser):
+    """``parse_args`` accepts ``KEY=VALUE`` overrides anywhere between the options (argparse's
+    plain parsing takes positionals in one run only, so ``--resume PATH train.epochs=5`` failed)."""
+
+    def parse_args(self, args=None, namespace=None):
+        return self.parse_intermixed_args(args, namespace)
+
+
 def config_parser(description: str) -> argparse.ArgumentParser:
-    """An argument parser with ``--config`` and trailing ``KEY=VALUE`` overrides."""
-    parser = argparse.ArgumentParser(
+    """An argument parser with ``--config`` and ``KEY=VALUE`` overrides (before, between or
+    after the options)."""
+    parser = ConfigArgumentParser(
         description=description,
         epilog="Overrides: dotted KEY=VALUE pairs after the options, e.g. train.epochs=5 "
         "model.backbone.name=resnet18 (values are parsed as YAML).",

@@ -134,20 +134,186 @@ DEFAULTS: dict[str, Any] = {
     },
 }
 
-#: Keys whose value is one of a fixed set of strings (checked at load).
-CHOICES: dict[str, tuple[str, ...]] = {
-    "sampler.epoch": ("images", "identities"),  # reid.data.sampler.EPOCHS
-    "sampler.last_batch": ("drop", "keep"),  # reid.data.sampler.LAST_BATCHES
-    "augment.erasing.aspect_sampling": ("uniform", "log_uniform"),  # reid.data.transforms.ASPECT_SAMPLINGS
-    "augment.erasing.fill": ("mean", "constant", "random", "zero"),  # reid.data.transforms.FILLS
-}
-
 #: Sections whose keys come from a registered component's signature.
 COMPONENT_SECTIONS: dict[str, Registry] = {"dataset": DATASETS, "model": MODELS}
 #: Component keyword arguments that are themselves a component section.
 NESTED_COMPONENTS: dict[str, Registry] = {"backbone": BACKBONES}
 #: Keys a loss entry takes besides its constructor's keywords.
 LOSS_EXTRA_KEYS = {"name": "", "weight": 1.0}
+
+
+# ---------------------------------------------------------------------------- value checks
+
+
+def _num(x: float) -> str:
+    return f"{x:g}" if isinstance(x, float) else str(x)
+
+
+class Range:
+    """Numbers in ``[lo, hi]`` (an open end excluded; ``None``: unbounded)."""
+
+    def __init__(self, lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
+                 hi_open: bool = False):
+        self.lo, self.hi, self.lo_open, self.hi_open = lo, hi, lo_open, hi_open
+
+    def ok(self, value: Any) -> bool:
+        if value != value:  # NaN
+            return False
+        if self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo):
+            return False
+        return self.hi is None or (value < self.hi if self.hi_open else value <= self.hi)
+
+    def bound(self) -> str:
+        if self.hi is None:
+            return f"{'>' if self.lo_open else '>='} {_num(self.lo)}"
+        return (f"in {'(' if self.lo_open else '['}{_num(self.lo)}, {_num(self.hi)}"
+                f"{')' if self.hi_open else ']'}")
+
+    def expects(self, default: Any = None) -> str:
+        kind = "an integer" if isinstance(default, int) and not isinstance(default, bool) else "a number"
+        return f"{kind} {self.bound()}"
+
+    def hint(self, value: Any) -> str:
+        return ""
+
+
+class Choice:
+    """One of a fixed set of values (strings; ``types`` widens the accepted YAML types)."""
+
+    def __init__(self, *values: Any, types: tuple[type, ...] | None = None, text: str = "",
+                 aliases: dict[str, str] | None = None):
+        self.values, self.types, self.text, self.aliases = values, types, text, aliases or {}
+
+    def ok(self, value: Any) -> bool:
+        return any(value == v and type(value) is type(v) for v in self.values)
+
+    def expects(self, default: Any = None) -> str:
+        return self.text or "one of " + ", ".join(
+            str(v).lower() if isinstance(v, bool) else v for v in self.values)
+
+    def hint(self, value: Any) -> str:
+        best = self.aliases.get(str(value).lower()) or closest(
+            str(value), [str(v) for v in self.values if isinstance(v, str)])
+        return f"; did you mean '{best}'?" if best else ""
+
+
+class Pattern(Choice):
+    """A string matching ``regex`` (``values``: the suggestions for a near miss)."""
+
+    def __init__(self, regex: str, *values: str, text: str, aliases: dict[str, str] | None = None):
+        super().__init__(*values, text=text, aliases=aliases)
+        self.regex = re.compile(regex)
+
+    def ok(self, value: Any) -> bool:
+        return isinstance(value, str) and self.regex.fullmatch(value) is not None
+
+
+class Items:
+    """A list of ``length`` (None: any) numbers of type ``kind``, each within ``each``;
+    ``ordered``: in increasing (non-decreasing) order."""
+
+    def __init__(self, length: int | None, kind: type, each: Range, *, ordered: bool = False,
+                 example: str = ""):
+        self.length, self.kind, self.each, self.ordered, self.example = length, kind, each, ordered, example
+
+    def _is_kind(self, x: Any) -> bool:
+        kinds = (int, float) if self.kind is float else (self.kind,)
+        return isinstance(x, kinds) and not isinstance(x, bool)
+
+    def ok(self, value: Any) -> bool:
+        if not isinstance(value, list) or (self.length is not None and len(value) != self.length):
+            return False
+        if not all(self._is_kind(x) and self.each.ok(x) for x in value):
+            return False
+        return not self.ordered or all(a <= b for a, b in zip(value, value[1:]))
+
+    def expects(self, default: Any = None) -> str:
+        count = "" if self.length is None else f"{self.length} "
+        kind = "integers" if self.kind is int else "numbers"
+        text = f"a list of {count}{kind} {self.each.bound()}"
+        text += " in increasing order" if self.ordered else ""
+        return text + (f", e.g. {self.example}" if self.example else "")
+
+    def hint(self, value: Any) -> str:
+        return ""
+
+
+class Values(Items):
+    """A mapping whose values are numbers within ``each``."""
+
+    def __init__(self, each: Range):
+        super().__init__(None, float, each)
+
+    def ok(self, value: Any) -> bool:
+        return isinstance(value, dict) and super().ok(list(value.values()))
+
+    def expects(self, default: Any = None) -> str:
+        return f"a mapping to numbers {self.each.bound()}"
+
+
+#: Allowed values of the non-component keys of :data:`DEFAULTS`, checked at load after the types.
+#: The choice sets mirror the code that reads them (tests/test_checks_config.py keeps them equal).
+VALUE_CHECKS: dict[str, Range | Choice | Items] = {
+    "seed": Range(0, 2**32 - 1),
+    "output_dir": Pattern(r"\s*\S.*", text="a folder path"),
+    "device": Pattern(r"auto|cpu|cuda(:[0-9]+)?", "auto", "cpu", "cuda", "cuda:0",
+                      text="auto, cpu, cuda or cuda:N", aliases={"gpu": "cuda", "cuda:": "cuda:0"}),
+    "input.size": Items(2, int, Range(1), example="[256, 128] (height, width)"),
+    "input.pixel_mean": Items(3, float, Range(0, 1), example="[0.485, 0.456, 0.406] (RGB, fractions of 255)"),
+    "input.pixel_std": Items(3, float, Range(0, 1, lo_open=True),
+                             example="[0.229, 0.224, 0.225] (RGB, fractions of 255)"),
+    "input.interpolation": Choice("nearest", "bilinear", "bicubic", "lanczos", "box"),
+    "augment.crop": Choice("upscale", "pad", "none"),
+    "augment.crop_scale": Range(1),
+    "augment.crop_prob": Range(0, 1),
+    "augment.pad": Range(0),
+    "augment.flip_prob": Range(0, 1),
+    "augment.color_jitter.prob": Range(0, 1),
+    "augment.color_jitter.brightness": Range(0),
+    "augment.color_jitter.contrast": Range(0),
+    "augment.color_jitter.saturation": Range(0),
+    "augment.color_jitter.hue": Range(0, 0.5),
+    "augment.erasing.prob": Range(0, 1),
+    "augment.erasing.area": Items(2, float, Range(0, 1, lo_open=True), ordered=True, example="[0.02, 0.4]"),
+    "augment.erasing.aspect": Range(0, 1, lo_open=True),
+    "augment.erasing.fill": Choice("mean", "constant", "random", "zero"),  # reid.data.transforms.FILLS
+    "augment.erasing.fill_value": Items(3, float, Range(-100, 100), example="[0.485, 0.456, 0.406] (normalised)"),
+    "augment.erasing.aspect_sampling": Choice("uniform", "log_uniform"),  # transforms.ASPECT_SAMPLINGS
+    "augment.erasing.attempts": Range(1),
+    "sampler.num_ids": Range(1),
+    "sampler.num_instances": Range(1),
+    "sampler.epoch": Choice("images", "identities"),  # reid.data.sampler.EPOCHS
+    "sampler.last_batch": Choice("drop", "keep"),  # reid.data.sampler.LAST_BATCHES
+    "data.cache_dir": Pattern(r"\s*\S.*", text="a folder path"),
+    "data.workers": Range(0),
+    "data.on_device": Choice("auto", True, False, "true", "false", types=(str, bool),
+                             text="auto, true or false"),
+    "optimizer.name": Choice("adam", "adamw", "sgd"),
+    "optimizer.lr": Range(0, 10, lo_open=True),
+    "optimizer.weight_decay": Range(0),
+    "optimizer.momentum": Range(0, 1, hi_open=True),
+    "optimizer.betas": Items(2, float, Range(0, 1, hi_open=True), example="[0.9, 0.999]"),
+    "optimizer.lr_mults": Values(Range(0)),
+    "schedule.name": Choice("multistep", "cosine", "constant"),
+    "schedule.warmup_epochs": Range(0),
+    "schedule.warmup_start_lr": Range(0),
+    "schedule.milestones": Items(None, int, Range(1), ordered=True, example="[40, 70]"),
+    "schedule.gamma": Range(0, lo_open=True),
+    "schedule.factors": Items(None, float, Range(0), example="[0.1, 1.0, 0.1] (one more than milestones)"),
+    "schedule.min_lr": Range(0),
+    "train.epochs": Range(1),
+    "train.iters_per_epoch": Range(0),
+    "train.amp": Choice("auto", "off", "bf16", "fp16"),
+    "train.grad_clip": Range(0),
+    "train.log_period": Range(1),
+    "train.eval_period": Range(0),
+    "train.checkpoint_period": Range(1),
+    "train.select_on": Choice("test", "val"),
+    "train.dtype": Choice("float32", "float64"),
+    "test.batch_size": Range(1),
+    "test.metric": Choice("cosine", "euclidean"),
+    "test.max_rank": Range(1),
+}
 
 
 class Config(dict):
@@ -253,6 +419,8 @@ def _load_with_bases(path: Path, origin: dict[str, str], stack: tuple[Path, ...]
     merged: dict[str, Any] = {}
     for base in bases:
         base_path = (path.parent / base) if not os.path.isabs(base) else Path(base)
+        if not base_path.is_file():
+            raise ConfigError(f"{path}: _base_ file '{base}' not found (looked for {base_path.resolve()})")
         merged = _merge(merged, _load_with_bases(base_path, origin, stack + (path,)), origin, None)
     return _merge(merged, data, origin, str(path))
 
@@ -473,11 +641,8 @@ def _validate_section(key: str, user: dict, schema: dict, origin: dict[str, str]
                 raise ConfigError(f"{where}: '{sub}' must be a mapping, got {v!r}")
             out[k] = _validate_section(sub, v, schema[k], origin, fallback)
         else:
-            _check_type(sub, v, _expected_types(schema[k], None), where, schema[k])
-            if sub in CHOICES and v not in CHOICES[sub]:
-                best = closest(str(v), CHOICES[sub])
-                hint = f"; did you mean '{best}'?" if best else ""
-                raise ConfigError(f"{where}: '{sub}' must be one of {', '.join(CHOICES[sub])}, got '{v}'{hint}")
+            types = getattr(VALUE_CHECKS.get(sub), "types", None) or _expected_types(schema[k], None)
+            _check_type(sub, v, types, where, schema[k])
             out[k] = v
     if not key:
         for k, reg in COMPONENT_SECTIONS.items():
@@ -493,9 +658,40 @@ def _validate_section(key: str, user: dict, schema: dict, origin: dict[str, str]
 
 
 def _validate_and_fill(user: dict[str, Any], origin: dict[str, str], fallback: str) -> dict:
-    out = _validate_section("", user, DEFAULTS, origin, fallback)
-    _validate_reference(out["reference"], origin, fallback)
-    return out
+    resolved = _validate_section("", user, DEFAULTS, origin, fallback)
+    _check_values(resolved, origin, fallback)
+    _validate_reference(resolved["reference"], origin, fallback)
+    return resolved
+
+
+_MISSING = object()
+
+
+def _lookup(cfg: dict[str, Any], key: str) -> Any:
+    """The value at dotted ``key`` (``_MISSING`` when absent)."""
+    node: Any = cfg
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def _check_values(cfg: dict[str, Any], origin: dict[str, str], fallback: str) -> None:
+    """Ranges and choice sets of :data:`VALUE_CHECKS`, and the relations between keys."""
+    for key, check in VALUE_CHECKS.items():
+        value, default = _lookup(cfg, key), _lookup(DEFAULTS, key)
+        if value is not _MISSING and not check.ok(value):
+            raise ConfigError(f"{_source(origin, key, fallback)}: key '{key}' expects {check.expects(default)}, "
+                              f"got {value!r}{check.hint(value)}")
+    schedule, lr = cfg["schedule"], cfg["optimizer"]["lr"]
+    if schedule["name"] == "cosine" and schedule["min_lr"] > lr:
+        raise ConfigError(f"{_source(origin, 'schedule.min_lr', fallback)}: key 'schedule.min_lr' "
+                          f"(the cosine floor) must not exceed optimizer.lr = {lr}, got {schedule['min_lr']}")
+    if schedule["factors"] and len(schedule["factors"]) != len(schedule["milestones"]) + 1:
+        raise ConfigError(f"{_source(origin, 'schedule.factors', fallback)}: key 'schedule.factors' needs one "
+                          f"more entry than schedule.milestones ({len(schedule['milestones'])}), "
+                          f"got {len(schedule['factors'])}")
 
 
 # ------------------------------------------------------------------------------------- reference

@@ -42,31 +42,26 @@ def main() -> int:
     from reid.config import load_config
     from reid.data import build_dataset
     from reid.engine import Evaluator, format_metrics, load_checkpoint, resolve_device
-    from reid.engine.checkpoint import CheckpointError
     from reid.engine.evaluator import ranked_list_figure
+    from reid.engine.guards import check_folder, load_model_state
     from reid.models import build_model
 
     cfg = load_config(args.config, overrides)
     checkpoint = Path(args.checkpoint)
+    out = Path(args.output_dir) if args.output_dir else default_output_dir(checkpoint)
+    check_folder(out, "--output-dir")  # before any work
     state = load_checkpoint(checkpoint)
     device = resolve_device(cfg.device)
     dataset = build_dataset(cfg)
     print(dataset.summary())
     num_classes = int(state.get("num_classes", dataset.num_train_ids))
     model = build_model(cfg.model, num_classes, input_size=cfg.input.size)
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as exc:
-        raise CheckpointError(
-            f"{checkpoint}: does not match model '{cfg.model.name}' of {args.config}: "
-            f"{str(exc).splitlines()[0]}"
-        ) from None
+    load_model_state(model, state["model"], checkpoint, f"model '{cfg.model.name}' of {args.config}")
     model.to(device)
     evaluator = Evaluator(cfg, dataset, device)
     metrics, per_query = evaluator.evaluate(model, per_query=True)
     print(format_metrics(metrics, "test"))
 
-    out = Path(args.output_dir) if args.output_dir else default_output_dir(checkpoint)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "test_metrics.json", json.dumps(
         {"checkpoint": str(checkpoint), "config": str(args.config), "flip": cfg.test.flip,

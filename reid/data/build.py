@@ -1,6 +1,7 @@
 """Builders used by the engine: data set, training loader, test image store, test-time input."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -15,6 +16,8 @@ from .sampler import PKSampler
 from .store import build_image_store, mask_valid
 from .transforms import BatchAugment
 from .transforms import to_input as _to_input
+
+log = logging.getLogger("reid")
 
 #: With ``data.on_device: auto``, the training store moves to the GPU if it takes at most this
 #: fraction of the GPU's free memory.
@@ -190,7 +193,24 @@ def build_train_loader(cfg: Any, dataset: ReidDataset, device: torch.device | st
     sampler = PKSampler(pids, int(cfg.sampler.num_ids), int(cfg.sampler.num_instances),
                         seed=int(cfg.seed), rank=rank, world_size=world_size,
                         epoch=str(cfg.sampler.epoch), last_batch=str(cfg.sampler.last_batch))
+    if rank == 0:
+        log_sampler_shortfall(pids, int(cfg.sampler.num_ids), int(cfg.sampler.num_instances))
     return TrainLoader(images, pids, camids, sampler, augment, device, masks=masks,
                        seed=int(cfg.seed), rank=rank, on_device=cfg.data.on_device,
                        mask_valid=valid)
 
+
+
+def log_sampler_shortfall(pids: np.ndarray, num_ids: int, num_instances: int) -> int:
+    """Log how many identities have fewer than K = ``num_instances`` training images (the sampler
+    draws their K images with replacement, so a batch repeats some images) and whether a P x K batch
+    is larger than the whole training set; returns the number of such identities."""
+    counts = np.unique(np.asarray(pids), return_counts=True)[1]
+    short = int((counts < num_instances).sum())
+    if short:
+        log.info(f"sampler: {short} of {len(counts)} identities have fewer than sampler.num_instances = "
+                 f"{num_instances} images; their images are drawn with replacement")
+    if num_ids * num_instances > len(pids):
+        log.warning(f"sampler: a batch of sampler.num_ids x num_instances = {num_ids * num_instances} images is "
+                    f"larger than the {len(pids)} training images; batches repeat images")
+    return short

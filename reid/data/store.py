@@ -8,6 +8,7 @@ A mask store may leave samples out (path ``None``): their entry is all zero (bac
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,6 +28,10 @@ INTERPOLATIONS = {
     "box": Image.BOX,
 }
 STORE_VERSION = 1
+#: Images whose aspect ratio differs from the stored size's by more than this factor are counted
+#: (and the count logged) when a store is built: resizing stretches them.
+STRETCH_LIMIT = 2.0
+log = logging.getLogger("reid")
 
 
 def store_key(paths: Sequence[str | None], size: tuple[int, int], interpolation: str, kind: str) -> str:
@@ -44,9 +49,13 @@ def store_key(paths: Sequence[str | None], size: tuple[int, int], interpolation:
     return h.hexdigest()[:16]
 
 
-def _decode(path: str, size: tuple[int, int], resample: int, mode: str) -> np.ndarray:
+def _decode(path: str, size: tuple[int, int], resample: int, mode: str,
+            original: np.ndarray | None = None, i: int = 0) -> np.ndarray:
+    """The image at ``path`` resized to ``size`` (H, W); ``original[i]`` receives its (H, W)."""
     try:
         with Image.open(path) as im:
+            if original is not None:
+                original[i] = (im.size[1], im.size[0])
             if mode == "L":  # label map: keep the label values
                 im = im if im.mode in ("L", "P") else im.convert("L")
             else:
@@ -79,9 +88,10 @@ def _build(paths: Sequence[str | None], size: tuple[int, int], cache_dir: str | 
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
     resample = INTERPOLATIONS[interpolation]
+    original = np.zeros((len(paths), 2), dtype=np.int64) if kind == "images" else None
 
     def work(i: int) -> None:
-        out[i] = _decode(paths[i], size, resample, mode) if paths[i] is not None else 0
+        out[i] = _decode(paths[i], size, resample, mode, original, i) if paths[i] is not None else 0
 
     try:
         with ThreadPoolExecutor(max(1, int(workers))) as pool:
@@ -90,10 +100,30 @@ def _build(paths: Sequence[str | None], size: tuple[int, int], cache_dir: str | 
                       disable=len(paths) < 256))
         out.flush()
         os.replace(tmp, target)
+        if original is not None:
+            log_stretched(original, size)
     finally:
         if tmp.exists():
             tmp.unlink()
     return np.load(target, mmap_mode="r")
+
+
+def stretched(original: np.ndarray, size: tuple[int, int], limit: float = STRETCH_LIMIT) -> int:
+    """How many images of sizes ``original`` [N, 2] (H, W) have an aspect ratio (W / H) more than
+    ``limit`` times larger or smaller than that of ``size`` (H, W)."""
+    h, w = original[:, 0].astype(np.float64), original[:, 1].astype(np.float64)
+    ratio = (w / np.maximum(h, 1)) / (size[1] / size[0])
+    return int(((ratio > limit) | (ratio < 1 / limit)).sum())
+
+
+def log_stretched(original: np.ndarray, size: tuple[int, int]) -> int:
+    """Log (once, when a store is built) how many images resizing to ``size`` stretches by more
+    than :data:`STRETCH_LIMIT`; returns the count."""
+    count = stretched(original, size)
+    if count:
+        log.info(f"images: {count} of {len(original)} have an aspect ratio more than {STRETCH_LIMIT:g}x "
+                 f"from that of {size[0]}x{size[1]} (H x W) and are stretched to it")
+    return count
 
 
 def build_image_store(

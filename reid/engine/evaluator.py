@@ -9,7 +9,7 @@ import torch
 import torch.distributed as dist
 
 from reid.data import build_test_images, to_input
-from reid.data.datasets.base import ReidDataset, Sample
+from reid.data.datasets.base import DatasetError, ReidDataset, Sample
 from reid.engine.gather import gather_shards, shard_bounds
 from reid.engine.host_memory import keep_freed_host_memory
 from reid.evaluation import aqe, compute_distance, evaluate_features, evaluate_rank, extract_features, re_rank
@@ -38,6 +38,7 @@ class Evaluator:
         self.device = device
         if torch.device(device).type == "cpu":
             keep_freed_host_memory()
+        check_draws(dataset)
         draws = dataset.draws or [(dataset.query, dataset.gallery)]
         self.draws = draws
         index: dict[Sample, int] = {}
@@ -128,6 +129,28 @@ class Evaluator:
             metrics.update({f"{k}_std": float(np.std([r[k] for r in per_draw])) for k in per_draw[0]})
             metrics["draws"] = len(per_draw)
         return (metrics, tables) if per_query else metrics
+
+
+def check_draws(dataset: ReidDataset) -> None:
+    """Raise a :class:`DatasetError` when a query/gallery draw of ``dataset`` cannot be evaluated:
+    an empty query or gallery, or no query with a true match in the gallery (same identity, and for
+    protocols other than ``hands`` another camera), which the metrics need. Cheap: sets of ids."""
+    draws = dataset.draws or [(dataset.query, dataset.gallery)]
+    for d, (query, gallery) in enumerate(draws):
+        where = f"data set '{dataset.name}'" + (f", draw {d}" if len(draws) > 1 else "")
+        if not query or not gallery:
+            raise DatasetError(f"{where}: {'the query' if not query else 'the gallery'} is empty; nothing to evaluate")
+        cams: dict[int, set[int]] = {}
+        for s in gallery:
+            cams.setdefault(s.pid, set()).add(s.camid)
+        cross_camera = dataset.protocol != "hands"
+        if not any(s.pid in cams and (not cross_camera or cams[s.pid] - {s.camid}) for s in query):
+            rule = "identity from another camera" if cross_camera else "identity"
+            raise DatasetError(
+                f"{where}: no query of {len(query)} has a gallery image of its {rule} "
+                f"({len({s.pid for s in query})} query identities, {len(cams)} gallery identities); "
+                "the rank metrics need at least one"
+            )
 
 
 #: relative spread below which test features are treated as one point (healthy models: ~0.1-1)

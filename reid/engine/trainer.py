@@ -24,8 +24,9 @@ from reid.models import build_model
 from reid.registry import ConfigError
 
 from .checkpoint import CheckpointError, load_checkpoint, model_state, save_checkpoint, to_plain
-from .evaluator import Evaluator, format_metrics
+from .evaluator import Evaluator, check_draws, format_metrics
 from .gather import convert_sync_bn, gather_batch, gather_outputs
+from .guards import LossWatch, check_run_paths, load_model_state, non_finite_loss
 from .host_memory import keep_freed_host_memory
 from .interrupt import SigintStop, TrainingInterrupted, rng_state, set_rng_state
 from .optim import build_optimizer
@@ -114,6 +115,7 @@ class Trainer:
     """
 
     def __init__(self, cfg: Config, resume: str | None = None, rank: int = 0, world_size: int = 1):
+        check_run_paths(cfg, resume)  # before any work: folders writable, checkpoint to resume present
         self.cfg = cfg
         self.rank, self.world_size = rank, world_size
         self.is_main = rank == 0
@@ -132,6 +134,7 @@ class Trainer:
         if self.distributed and not first:
             dist.barrier()
         self.dataset = build_dataset(cfg, verbose=False)
+        check_draws(self.dataset)  # a test protocol that cannot be evaluated fails before training
         if self.is_main:
             self.log.info(self.dataset.summary())
         if cfg.train.dtype not in DTYPES:
@@ -167,6 +170,7 @@ class Trainer:
         self.best: dict[str, Any] = {"mAP": -1.0, "epoch": -1}
         self.history: list[dict[str, Any]] = []
         self.before: dict[str, float] | None = None
+        self.loss_watch = LossWatch(self.log)
         if resume:
             self.load(resume)
 
@@ -204,8 +208,13 @@ class Trainer:
         state = load_checkpoint(path, map_location=self.device)
         if "optimizer" not in state or "epoch" not in state:
             raise CheckpointError(f"{path}: holds model weights only; cannot resume training from it")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        load_model_state(self.model, state["model"], path, f"model '{self.cfg.model.name}' of this config",
+                         num_classes=(state.get("num_classes"), self.dataset.num_train_ids))
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (ValueError, KeyError) as exc:
+            raise CheckpointError(f"{path}: its optimizer state does not fit optimizer '{self.cfg.optimizer.name}' "
+                                  f"of this config: {str(exc).strip().splitlines()[0]}") from None
         if self.scaler and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         if state.get("losses"):
@@ -289,6 +298,11 @@ class Trainer:
         last_eval = -1
         for epoch in range(self.start_epoch, epochs):
             self.train_epoch(epoch)
+            # 'last' is written before the evaluation (a failing evaluation loses no training) and
+            # again after it, with the evaluation's record
+            saves = (epoch + 1) % max(1, int(train.checkpoint_period)) == 0 or epoch == epochs - 1
+            if saves:
+                self._save("last", epoch)
             due = train.eval_period and (epoch + 1) % int(train.eval_period) == 0
             if due or epoch == epochs - 1:
                 metrics = self.evaluate(f"epoch {epoch + 1}", step=epoch + 1)
@@ -304,8 +318,8 @@ class Trainer:
                 if score > self.best.get("score", self.best["mAP"]):
                     self.best = {**record, "score": score, "selected_on": self.cfg.train.select_on}
                     self._save("best", epoch)
-            if (epoch + 1) % max(1, int(train.checkpoint_period)) == 0 or epoch == epochs - 1:
-                self._save("last", epoch)
+                if saves:
+                    self._save("last", epoch)
             self._stop_after_epoch(epoch)
         if metrics is None or last_eval != epochs - 1:
             metrics = self.evaluate("final")
@@ -374,10 +388,7 @@ class Trainer:
                 else:
                     total, parts = self.losses(outputs, batch)
             if not torch.isfinite(total):
-                raise FloatingPointError(
-                    f"loss is {total.item()} at epoch {epoch + 1}, iteration {it + 1}; "
-                    "try a lower optimizer.lr or train.amp=off"
-                )
+                raise non_finite_loss(total, parts, batch["images"], epoch, it)
             backward_and_step(total, self.optimizer, self.scaler, self.model.parameters(),
                               float(cfg.train.grad_clip or 0))
             n = batch["images"].shape[0]
@@ -387,6 +398,8 @@ class Trainer:
                 values = self._mean_over_ranks(values)
             for k, v in values.items():
                 sums[k] = sums.get(k, 0.0) + v
+            if self.is_main:
+                self.loss_watch(values["loss"], epoch, it)
             step = epoch * iters + it
             elapsed = time.perf_counter() - start
             bar.set_postfix(loss=f"{values['loss']:.3f}", lr=f"{lr:.2e}",

@@ -59,6 +59,10 @@ def read_hand_info(folder: Path) -> dict[str, list[Sample]]:
             )
         reader.fieldnames = header
         for line, row in enumerate(reader, start=2):
+            if None in row or any(row.get(c) is None for c in header):  # restkey / restval of DictReader
+                fields = len(header) + len(row.get(None) or []) - sum(row.get(c) is None for c in header)
+                raise DatasetError(f"{csv_path}:{line}: row has {fields} fields, the header has {len(header)} "
+                                   f"({', '.join(header)}); is the file cut short or a field unquoted?")
             try:
                 pid = int(row["id"].strip())
                 acc = int(row["accessories"].strip())
