@@ -110,7 +110,8 @@ def main() -> int:
     ap.add_argument("--models", nargs="+", default=["bot", "laganet"], choices=sorted(CONFIGS) + ["all"])
     ap.add_argument("--sizes", nargs="+", default=["256x128", "384x128"],
                     help="HxW sizes, or 'config' for each config's own input.size")
-    ap.add_argument("--ids", type=int, default=None, help="P (default: 4 on CPU, 16 on GPU)")
+    ap.add_argument("--ids", default=None,
+                    help="P (default: 4 on CPU, 16 on GPU; 'config': each config's own P and K)")
     ap.add_argument("--instances", type=int, default=4, help="K")
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
@@ -126,11 +127,14 @@ def main() -> int:
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(args.device)
+    own_batch = args.ids == "config"
     if args.ids is None:
         args.ids = 16 if device.type == "cuda" else 4
-    batch = args.ids * args.instances
+    elif not own_batch:
+        args.ids = int(args.ids)
+    batch = "each config's own" if own_batch else f"{args.ids}x{args.instances}={args.ids * args.instances}"
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"device {device} ({name}), batch {args.ids}x{args.instances}={batch}, amp {args.amp}, "
+    print(f"device {device} ({name}), batch {batch}, amp {args.amp}, "
           f"channels_last {args.channels_last}, compile {args.compile}; "
           f"best of {args.repeats} x {args.steps} steps after {args.warmup} warm-up steps")
     peak_gflops = matmul_peak_gflops(device)
@@ -139,8 +143,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for model in args.models:
             for spec in args.sizes:
+                own = load_config(ROOT / CONFIGS[model])
+                if own_batch:
+                    args.ids, args.instances = int(own.sampler.num_ids), int(own.sampler.num_instances)
+                batch = args.ids * args.instances
                 if spec == "config":
-                    size = tuple(int(v) for v in load_config(ROOT / CONFIGS[model]).input.size)
+                    size = tuple(int(v) for v in own.input.size)
                     spec = f"{size[0]}x{size[1]}"
                 size = tuple(int(v) for v in spec.lower().split("x"))
                 try:
@@ -162,10 +170,10 @@ def main() -> int:
                 per = {k: 1000 * v / args.steps for k, v in best.items()}
                 step_ms = sum(per.values())
                 gflop = (flops["forward"] + flops["backward"]) / 1e9
-                rows.append((model, spec, batch * 1000 / step_ms, step_ms, per,
+                rows.append((model, f"{spec} x {batch}", batch * 1000 / step_ms, step_ms, per,
                              (peak.bytes or 0) / 2**30, flops["forward"] / 1e9, gflop, gflop / step_ms * 1000))
                 del t, it
-    print(f"\n| model | size | img/s | step ms | data | fwd | bwd | optim | fwd GFLOP | train GFLOP | "
+    print(f"\n| model | size x batch | img/s | step ms | data | fwd | bwd | optim | fwd GFLOP | train GFLOP | "
           f"GFLOP/s | of peak | step peak {'GPU' if device.type == 'cuda' else 'RSS'} GiB |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for model, spec, ips, step_ms, per, peak, fwd, gflop, rate in rows:
