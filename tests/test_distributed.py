@@ -21,8 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 WORLD = 2
 P = 2  # identities per rank; the single process takes WORLD * P
 #: Seconds one torchrun call may take. Most of a call is three interpreters importing torch: on the
-#: shared 2-core machine a call took ~100 s at load average 11 and ~125 s at load 20 (two copies of
-#: this test beside a busy loop); a hang still ends, with every worker's Python stack in the report.
+#: shared 2-core machine a call took 35-90 s at load average 4-10 and up to 125 s at load 20 (two
+#: copies of this test beside a busy loop), so 240 s was within reach of a busier machine. A hang
+#: still ends, with every worker's Python stack in the report.
 TIMEOUT = 900
 #: a parent launched by torchrun must not hand its rendezvous to the job this test launches
 LAUNCH_VARS = {"MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK",
