@@ -139,7 +139,9 @@ def main() -> int:
           f"best of {args.repeats} x {args.steps} steps after {args.warmup} warm-up steps")
     peak_gflops = matmul_peak_gflops(device)
     print(f"device peak (measured): {peak_gflops:,.1f} GFLOP/s, one fp32 matrix product")
-    rows = []
+    table = [f"| model | size x batch | img/s | step ms | data | fwd | bwd | optim | fwd GFLOP | train GFLOP | "
+             f"GFLOP/s | of peak | step peak {'GPU' if device.type == 'cuda' else 'RSS'} GiB |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     with tempfile.TemporaryDirectory() as tmp:
         for model in args.models:
             for spec in args.sizes:
@@ -170,16 +172,14 @@ def main() -> int:
                 per = {k: 1000 * v / args.steps for k, v in best.items()}
                 step_ms = sum(per.values())
                 gflop = (flops["forward"] + flops["backward"]) / 1e9
-                rows.append((model, f"{spec} x {batch}", batch * 1000 / step_ms, step_ms, per,
-                             (peak.bytes or 0) / 2**30, flops["forward"] / 1e9, gflop, gflop / step_ms * 1000))
+                rate = gflop / step_ms * 1000
+                table.append(f"| {model} | {spec} x {batch} | {batch * 1000 / step_ms:.1f} | {step_ms:.1f} | "
+                             f"{per['data']:.1f} | {per['forward']:.1f} | {per['backward']:.1f} | "
+                             f"{per['optimizer']:.1f} | {flops['forward'] / 1e9:,.1f} | {gflop:,.1f} | {rate:,.1f} | "
+                             f"{rate / peak_gflops:.0%} | {(peak.bytes or 0) / 2**30:.2f} |")
+                print(table[-1], flush=True)  # each row as it is measured: an interrupted run keeps them
                 del t, it
-    print(f"\n| model | size x batch | img/s | step ms | data | fwd | bwd | optim | fwd GFLOP | train GFLOP | "
-          f"GFLOP/s | of peak | step peak {'GPU' if device.type == 'cuda' else 'RSS'} GiB |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for model, spec, ips, step_ms, per, peak, fwd, gflop, rate in rows:
-        print(f"| {model} | {spec} | {ips:.1f} | {step_ms:.1f} | {per['data']:.1f} | {per['forward']:.1f} | "
-              f"{per['backward']:.1f} | {per['optimizer']:.1f} | {fwd:,.1f} | {gflop:,.1f} | {rate:,.1f} | "
-              f"{rate / peak_gflops:.0%} | {peak:.2f} |")
+    print("\n" + "\n".join(table))
     return 0
 
 
