@@ -15,6 +15,9 @@ Times are per step, the best of ``--repeats`` runs of ``--steps`` timed steps ea
 each phase boundary. FLOPs (``torch.utils.flop_counter``: matrix products and convolutions, forward + backward) are
 counted once per row, on the first warm-up step. Peak memory: what the steps add at their peak over
 the model's weights (``torch.cuda.max_memory_allocated`` on GPU, peak RSS via ``VmHWM`` on CPU).
+On CPU the freed heap is kept for reuse (``reid.engine.host_memory``), so a row's RSS figure is only
+what it needs beyond what earlier rows left resident: for one network's own figure, run it alone
+(or ``tools/train.py --config CONFIG --summary``, one process per config).
 """
 from __future__ import annotations
 
