@@ -562,6 +562,13 @@ def _check_type(key: str, value: Any, types: tuple[type, ...] | None, where: str
         )
 
 
+def _unknown_name(registry: Registry, name: str, at: str, where: str, noun: str | None = None) -> ConfigError:
+    """``WHERE: unknown KIND 'name' at 'key'; did you mean '...'?`` (or the valid names)."""
+    best = closest(name, registry.names())
+    hint = f"; did you mean '{best}'?" if best else f"; valid: {', '.join(registry.names())}"
+    return ConfigError(f"{where}: unknown {noun or registry.kind} '{name}' at '{at}'{hint}")
+
+
 def _validate_component(key: str, section: Any, registry: Registry, origin: dict[str, str],
                         fallback: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     where = _source(origin, key, fallback)
@@ -572,9 +579,7 @@ def _validate_component(key: str, section: Any, registry: Registry, origin: dict
     if not isinstance(name, str):
         raise ConfigError(f"{where}: '{key}.name' must name a {registry.kind}: {registry.names()}")
     if name not in registry:
-        best = closest(name, registry.names())
-        hint = f"; did you mean '{best}'?" if best else f"; valid: {', '.join(registry.names())}"
-        raise ConfigError(f"{where}: unknown {registry.kind} '{name}' at '{key}.name'{hint}")
+        raise _unknown_name(registry, name, f"{key}.name", where)
     params = registry.parameters(name)
     out: dict[str, Any] = {"name": name}
     for k, v in extra.items():
@@ -713,9 +718,7 @@ def _validate_reference(ref: dict[str, Any], origin: dict[str, str], fallback: s
         key = f"reference.datasets.{name}"
         where = _source(origin, key, fallback)
         if name not in DATASETS:
-            best = closest(str(name), DATASETS.names())
-            hint = f"; did you mean '{best}'?" if best else f"; valid: {', '.join(DATASETS.names())}"
-            raise ConfigError(f"{where}: unknown data set '{name}' at '{key}'{hint}")
+            raise _unknown_name(DATASETS, str(name), key, where, noun="data set")
         if not isinstance(numbers, dict):
             raise ConfigError(f"{where}: '{key}' must be a mapping {{rank1: ..., mAP: ...}}, got {numbers!r}")
         for metric, value in numbers.items():
