@@ -32,6 +32,12 @@ NP_PATTERN = re.compile(r"(?P<pid>-?\d+)_c(?P<cam>\d+)(?:_\w+)?")
 NP_FORMAT = "PPPP_cC_N.png (e.g. 0001_c1_1.png)"
 MAT_NAME_RE = re.compile(r"^(?P<pair>\d)_(?P<pid>\d{3})_(?P<view>\d)_(?P<n>\d{2})\.png$")
 DONE = ".extracted"
+#: Published split sizes (ids, images, cameras); train includes validation images. See docs/datasets.md.
+#: New protocol; CUHK03-NP and the real cuhk03_new_protocol_config_*.mat files give the same numbers.
+PUBLISHED = {
+    "cuhk03_labeled": {"train": (767, 7368, 2), "query": (700, 1400, 2), "gallery": (700, 5328, 2)},
+    "cuhk03_detected": {"train": (767, 7365, 2), "query": (700, 1400, 2), "gallery": (700, 5332, 2)},
+}
 HINT = (
     "CUHK03: expected <root>/cuhk03-np/{labeled,detected}/{bounding_box_train,query,bounding_box_test}/ "
     "(CUHK03-NP, https://github.com/zhunzhong07/person-re-ranking/tree/master/evaluation/data/CUHK03) "

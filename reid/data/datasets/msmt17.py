@@ -17,6 +17,10 @@ from .common import FileIndex, find_dir, require_file
 V1 = [("MSMT17_V1", "train", "test"), ("MSMT17", "train", "test")]
 V2 = [("MSMT17_V2", "mask_train_v2", "mask_test_v2"), ("MSMT17", "mask_train_v2", "mask_test_v2")]
 LAYOUTS = {"auto": V2 + V1, "v1": V1, "v2": V2}  # (folder, train images, test images)
+#: Published split sizes (ids, images, cameras); train includes validation images. See docs/datasets.md.
+PUBLISHED = {
+    "msmt17": {"train": (1041, 32621, 15), "query": (3060, 11659, 15), "gallery": (3060, 82161, 15)},
+}
 HINT = (
     "MSMT17: expected <root>/MSMT17_V1/{train,test}/ (or <root>/MSMT17_V2/{mask_train_v2,mask_test_v2}/) "
     "with list_train.txt, list_val.txt, list_query.txt, list_gallery.txt beside them "
