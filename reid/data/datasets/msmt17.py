@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from reid.registry import DATASETS
+from reid.registry import DATASETS, suggestion
 
 from .base import DatasetError, ReidDataset, Sample, relabel
 from .common import FileIndex, find_dir, require_file
@@ -63,8 +63,8 @@ def msmt17(root: str = "datasets", version: str = "auto", combine_val: bool = Tr
     ``version``: ``auto`` (V2 if present, else V1), ``v1`` or ``v2``.
     """
     version = version.lower()
-    if version not in ("auto", "v1", "v2"):
-        raise DatasetError(f"msmt17: version must be auto, v1 or v2, got '{version}'")
+    if version not in LAYOUTS:
+        raise DatasetError(f"msmt17: unknown version '{version}'{suggestion(version, LAYOUTS)}")
     found = [(Path(root).expanduser() / f, tr, te) for f, tr, te in LAYOUTS[version]
              if (Path(root).expanduser() / f / tr).is_dir()]
     if not found:
