@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 import reid.data.datasets  # noqa: F401
-from reid.data.datasets.replicas import REAL_COUNTS, write_replica
 from reid.registry import DATASETS
+from reid.testing.replicas import REAL_COUNTS, write_replica
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOL = ROOT / "tools" / "dataset_stats.py"

@@ -14,8 +14,8 @@ from PIL import Image
 import reid.data.datasets  # noqa: F401
 from reid.data.datasets import DatasetError
 from reid.data.datasets.cuhk03 import DONE, _strings, protocol_name
-from reid.data.datasets.replicas import write_replica
 from reid.registry import DATASETS
+from reid.testing.replicas import write_replica
 
 pytest.importorskip("scipy")
 pytest.importorskip("h5py")
@@ -139,7 +139,7 @@ def ram_path(tmp_path):
 
 def test_mat_route_real_counts_end_to_end(cuhk03_protocol, ram_path):
     """cuhk-03.mat replica holding an image for every name of the real detected protocol file."""
-    from reid.data.datasets.replicas import cuhk03_mat_from_protocol
+    from reid.testing.replicas import cuhk03_mat_from_protocol
 
     tmp_path = ram_path
 

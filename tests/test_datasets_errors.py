@@ -8,8 +8,8 @@ import pytest
 
 import reid.data.datasets  # noqa: F401
 from reid.data.datasets import DatasetError
-from reid.data.datasets.replicas import write_replica
 from reid.registry import DATASETS
+from reid.testing.replicas import write_replica
 
 ALL = ["dukemtmcreid", "cuhk03_labeled", "cuhk03_detected", "msmt17", "hands11k_dorsal_right",
        "hands11k_dorsal_left", "hands11k_palmar_right", "hands11k_palmar_left", "hd"]

@@ -10,8 +10,8 @@ import pytest
 import reid.data.datasets  # noqa: F401
 from reid.data.datasets.common import ID_OFFSET, draw_index
 from reid.data.datasets.hands import ASPECTS
-from reid.data.datasets.replicas import write_replica
 from reid.registry import DATASETS
+from reid.testing.replicas import write_replica
 
 NAMES = [f"hands11k_{a.replace(' ', '_')}" for a in ASPECTS]
 

@@ -9,9 +9,9 @@ import pytest
 
 import reid.data.datasets  # noqa: F401
 from reid.data.datasets import DatasetError
-from reid.data.datasets.replicas import make_hand, render_hand, write_replica
 from reid.data.store import build_image_store
 from reid.registry import DATASETS
+from reid.testing.replicas import make_hand, render_hand, write_replica
 
 
 def digest(root: Path) -> str:

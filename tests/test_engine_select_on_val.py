@@ -6,8 +6,8 @@ import json
 import pytest
 
 from reid.config import ConfigError, load_config
-from reid.data.datasets.replicas import write_replica
 from reid.engine import Trainer
+from reid.testing.replicas import write_replica
 
 
 def overrides(tmp_path, *extra):

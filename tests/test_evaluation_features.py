@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from reid.evaluation import evaluate_rank, extract_features, load_per_query, save_per_query
+from reid.data import Sample
+from reid.engine.evaluator import per_query_table
+from reid.evaluation import evaluate_rank, extract_features
 
 
 class Tiny(torch.nn.Module):
@@ -41,14 +43,13 @@ def test_extract_features_flip_normalise_and_batches():
     torch.testing.assert_close(norm, torch.nn.functional.normalize(flip, dim=1))
 
 
-@pytest.mark.parametrize("suffix", [".csv", ".npz"])
-def test_save_per_query_round_trip(tmp_path, suffix):
+def test_per_query_table():
     dist = np.array([[0.1, 0.2, 0.3, 0.4, 0.5], [0.5, 0.4, 0.3, 0.2, 0.1]], np.float32)
     r = evaluate_rank(dist, [1, 9], [1, 2, 1, 3, 1], [1, 1], [1, 2, 2, 2, 3], max_rank=5)
-    path = save_per_query(tmp_path / f"per_query{suffix}", r, [1, 9], [1, 1], ["a.jpg", "b.jpg"])
-    rec = load_per_query(path)
-    assert rec["path"].tolist() == ["a.jpg", "b.jpg"]
-    assert rec["first_match_rank"].tolist() == [2, -1]
-    assert rec["valid"].tolist() == [True, False]
-    assert rec["ap"][0] == pytest.approx(0.5, abs=1e-6) and np.isnan(rec["ap"][1])
-    assert rec["pid"].tolist() == [1, 9]
+    text = per_query_table([Sample("a.jpg", 1, 1), Sample("b.jpg", 9, 1)], r)
+    header, *rows = [line.split(",") for line in text.splitlines()]
+    assert header == ["path", "pid", "camid", "ap", "first_match_rank"]
+    assert [row[0] for row in rows] == ["a.jpg", "b.jpg"]
+    assert [int(row[4]) for row in rows] == [2, -1]
+    assert float(rows[0][3]) == pytest.approx(0.5, abs=1e-6) and rows[1][3] == ""
+    assert [int(row[1]) for row in rows] == [1, 9]

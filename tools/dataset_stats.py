@@ -50,7 +50,7 @@ def main() -> int:
     from reid.registry import DATASETS
 
     if args.write_replica:
-        from reid.data.datasets.replicas import write_replica
+        from reid.testing.replicas import write_replica
 
         write_replica(args.dataset, args.root, seed=args.seed, scale=args.scale, images=args.images)
     dataset = DATASETS.build(args.dataset, root=args.root, where="dataset", **parse_options(args.options))

@@ -38,13 +38,13 @@ def train_identities(cfg: Any) -> tuple[int, str]:
     """(number of training identities of ``cfg.dataset``, where it came from): counted from the data
     set when it is on disk, else the real data set's published count (a model can be built, sized
     and timed without the data); a data set not found and not known is the parser's DatasetError."""
-    from .datasets.replicas import REAL_COUNTS
+    from .datasets import PUBLISHED
 
     try:
         return build_dataset(cfg, verbose=False).num_train_ids, f"counted under {cfg.dataset.root}"
     except DatasetError as error:
         name = str(cfg.dataset.name)
-        known = {"market1501": 751, **{k: v["train"][0] for k, v in REAL_COUNTS.items()}}
+        known = {k: v["train"][0] for k, v in PUBLISHED.items()}
         if name not in known:
             raise
         return known[name], f"the published {name} count; not read from disk: {str(error).splitlines()[0]}"

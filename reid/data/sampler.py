@@ -16,6 +16,8 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from reid.registry import suggestion
+
 from .datasets.base import DatasetError
 
 EPOCHS = ("images", "identities")
@@ -35,7 +37,7 @@ def batches_per_epoch(images_per_id: Sequence[int], num_ids: int, num_instances:
         chunks = sum(max(1, int(n) // int(num_instances)) for n in images_per_id)
         return max(1, chunks // p_all)
     if epoch != "identities":
-        raise ValueError(f"sampler.epoch must be one of {EPOCHS}, got {epoch!r}")
+        raise ValueError(f"unknown sampler.epoch '{epoch}'{suggestion(str(epoch), EPOCHS)}")
     ids = len(images_per_id)
     full = ids // p_all
     partial = last_batch == "keep" and (ids - full * p_all) // int(world_size) >= 1
@@ -67,9 +69,9 @@ class PKSampler:
         self.num_ids, self.num_instances = int(num_ids), int(num_instances)
         self.seed, self.rank, self.world_size = int(seed), int(rank), int(world_size)
         if epoch not in EPOCHS:
-            raise ValueError(f"sampler.epoch must be one of {EPOCHS}, got {epoch!r}")
+            raise ValueError(f"unknown sampler.epoch '{epoch}'{suggestion(str(epoch), EPOCHS)}")
         if last_batch not in LAST_BATCHES:
-            raise ValueError(f"sampler.last_batch must be one of {LAST_BATCHES}, got {last_batch!r}")
+            raise ValueError(f"unknown sampler.last_batch '{last_batch}'{suggestion(str(last_batch), LAST_BATCHES)}")
         self.mode, self.last_batch = epoch, last_batch
         self.epoch = 0
         uniq, inverse = np.unique(pids, return_inverse=True)

@@ -18,6 +18,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from reid.registry import suggestion
+
 from .datasets.base import DatasetError
 
 INTERPOLATIONS = {
@@ -70,7 +72,7 @@ def _decode(path: str, size: tuple[int, int], resample: int, mode: str,
 def _build(paths: Sequence[str | None], size: tuple[int, int], cache_dir: str | os.PathLike, workers: int,
            interpolation: str, kind: str) -> np.ndarray:
     if interpolation not in INTERPOLATIONS:
-        raise DatasetError(f"unknown interpolation '{interpolation}'; valid: {', '.join(INTERPOLATIONS)}")
+        raise DatasetError(f"unknown interpolation '{interpolation}'{suggestion(str(interpolation), INTERPOLATIONS)}")
     size = (int(size[0]), int(size[1]))
     paths = [str(p) if p is not None else None for p in paths]
     mode = "L" if kind == "masks" else "RGB"

@@ -26,6 +26,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from reid.registry import suggestion
+
 CROPS = ("upscale", "pad", "none")
 FILLS = ("mean", "constant", "random", "zero")
 ASPECT_SAMPLINGS = ("uniform", "log_uniform")
@@ -85,7 +87,7 @@ class BatchAugment:
                  crop: str = "upscale", crop_scale: float = 1.125, crop_prob: float = 1.0, pad: int = 10,
                  flip_prob: float = 0.5, color_jitter: dict | None = None, erasing: dict | None = None):
         if crop not in CROPS:
-            raise ValueError(f"augment.crop must be one of {CROPS}, got {crop!r}")
+            raise ValueError(f"unknown augment.crop '{crop}'{suggestion(str(crop), CROPS)}")
         if crop == "upscale" and crop_scale < 1:
             raise ValueError(f"augment.crop_scale must be >= 1, got {crop_scale}")
         if size is None and crop == "upscale":
@@ -107,10 +109,10 @@ class BatchAugment:
         self.erase_fill = str(er.get("fill", "mean"))
         self.erase_fill_value = tuple(float(v) for v in er.get("fill_value", (0.0, 0.0, 0.0)))
         if self.erase_fill not in FILLS:
-            raise ValueError(f"augment.erasing.fill must be one of {FILLS}, got {self.erase_fill!r}")
+            raise ValueError(f"unknown augment.erasing.fill '{self.erase_fill}'{suggestion(self.erase_fill, FILLS)}")
         if self.erase_aspect_sampling not in ASPECT_SAMPLINGS:
-            raise ValueError(f"augment.erasing.aspect_sampling must be one of {ASPECT_SAMPLINGS}, "
-                             f"got {self.erase_aspect_sampling!r}")
+            raise ValueError(f"unknown augment.erasing.aspect_sampling '{self.erase_aspect_sampling}'"
+                             f"{suggestion(self.erase_aspect_sampling, ASPECT_SAMPLINGS)}")
         if self.erase_attempts < 1:
             raise ValueError(f"augment.erasing.attempts must be >= 1, got {self.erase_attempts}")
         if not 0 < self.erase_aspect <= 1:

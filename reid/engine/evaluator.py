@@ -25,7 +25,7 @@ REPORTED_RANKS = (1, 5, 10)
 
 
 class Evaluator:
-    """Evaluates a model on ``dataset``'s test protocol.
+    """Evaluates a model on ``dataset``'s test protocol (``dataset.evaluation_protocol``).
 
     Test images are decoded once (the uint8 store) and features are extracted once per call for
     the union of all query/gallery samples, so hand sets' 10 draws cost one forward pass. With
@@ -35,6 +35,7 @@ class Evaluator:
     def __init__(self, cfg: Any, dataset: ReidDataset, device: torch.device):
         self.cfg = cfg
         self.dataset = dataset
+        self.protocol = dataset.evaluation_protocol
         self.device = device
         if torch.device(device).type == "cpu":
             keep_freed_host_memory()
@@ -89,7 +90,7 @@ class Evaluator:
             qf, gf = aqe(qf, gf)
         dist_fn = FeatureReranker(qf, gf, metric=test.metric, device=self.device).distances if test.rerank else None
         return evaluate_features(qf, gf, *labels, metric=test.metric, max_rank=int(test.max_rank),
-                                 protocol=self.dataset.protocol, device=self.device, dist_fn=dist_fn)
+                                 protocol=self.protocol, device=self.device, dist_fn=dist_fn)
 
     def evaluate(self, model: torch.nn.Module, per_query: bool = False):
         """rank-1/5/10, mAP, mINP (means over draws, and ``*_std`` when there are several).
@@ -118,7 +119,7 @@ class Evaluator:
             qf, gf = feats[qi].to(self.device), feats[gi].to(self.device)
             if len(query) * len(gallery) <= DENSE_LIMIT:
                 result = evaluate_rank(self.distances(qf, gf), *labels, max_rank=int(self.cfg.test.max_rank),
-                                       protocol=self.dataset.protocol)
+                                       protocol=self.protocol)
             else:
                 result = self.evaluate_chunked(qf, gf, labels)
             per_draw.append(result.summary(REPORTED_RANKS))
@@ -134,7 +135,7 @@ class Evaluator:
 def check_draws(dataset: ReidDataset) -> None:
     """Raise a :class:`DatasetError` when a query/gallery draw of ``dataset`` cannot be evaluated:
     an empty query or gallery, or no query with a true match in the gallery (same identity, and for
-    protocols other than ``hands`` another camera), which the metrics need. Cheap: sets of ids."""
+    ``cross_camera`` protocols another camera), which the metrics need. Cheap: sets of ids."""
     draws = dataset.draws or [(dataset.query, dataset.gallery)]
     for d, (query, gallery) in enumerate(draws):
         where = f"data set '{dataset.name}'" + (f", draw {d}" if len(draws) > 1 else "")
@@ -143,7 +144,7 @@ def check_draws(dataset: ReidDataset) -> None:
         cams: dict[int, set[int]] = {}
         for s in gallery:
             cams.setdefault(s.pid, set()).add(s.camid)
-        cross_camera = dataset.protocol != "hands"
+        cross_camera = dataset.evaluation_protocol.cross_camera
         if not any(s.pid in cams and (not cross_camera or cams[s.pid] - {s.camid}) for s in query):
             rule = "identity from another camera" if cross_camera else "identity"
             raise DatasetError(
@@ -193,7 +194,7 @@ def ranked_list_figure(evaluator: Evaluator, path: str, num_queries: int = 20, t
         path, images[qi], images[gi], dist.cpu().numpy(),
         np.array([query[i].pid for i in pick]), np.array([s.pid for s in gallery]),
         np.array([query[i].camid for i in pick]), np.array([s.camid for s in gallery]),
-        topk=topk, ignore_same_camera=evaluator.dataset.protocol != "hands",
+        topk=topk, ignore_same_camera=evaluator.protocol.cross_camera,
     )
     return path
 

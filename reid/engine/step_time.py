@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from reid.data import DatasetError, build_dataset
-from reid.data.datasets.replicas import REAL_COUNTS
+from reid.data.datasets import PUBLISHED
 from reid.data.sampler import batches_per_epoch
 from reid.engine.cost import FlopCount, PeakMemory, matmul_peak_gflops
 from reid.engine.host_memory import keep_freed_host_memory
@@ -118,7 +118,7 @@ def format_step_time(t: dict[str, Any]) -> str:
 
 
 #: Published training (identities, images) per data set (train includes validation images).
-PUBLISHED_TRAIN = {"market1501": (751, 12936), **{k: v["train"][:2] for k, v in REAL_COUNTS.items()}}
+PUBLISHED_TRAIN = {k: v["train"][:2] for k, v in PUBLISHED.items()}
 
 
 def training_length(cfg: Any) -> dict[str, Any]:

@@ -453,7 +453,7 @@ class Trainer:
                 f"train.select_on=val, but data set '{self.dataset.name}' holds out no validation images "
                 "(hand sets and HD do; MSMT17 with dataset.combine_val=false does); use train.select_on=test"
             )
-        protocol = "hands" if self.dataset.protocol == "hands" else "market"
+        protocol = self.dataset.evaluation_protocol.validation
         val = ReidDataset(f"{self.dataset.name}-val", train=[], query=list(self.dataset.val),
                           gallery=list(self.dataset.train), protocol=protocol)
         return Evaluator(self.cfg, val, self.device)

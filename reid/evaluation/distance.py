@@ -3,7 +3,16 @@ from __future__ import annotations
 
 import torch
 
+from reid.registry import suggestion
+
 METRICS = ("cosine", "euclidean")
+
+
+def check_metric(metric: str) -> str:
+    """``metric`` if it is one of :data:`METRICS`, else a ValueError naming the closest."""
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric '{metric}'{suggestion(str(metric), METRICS)}")
+    return metric
 
 
 def compute_distance(qf: torch.Tensor, gf: torch.Tensor, metric: str = "cosine") -> torch.Tensor:
@@ -13,6 +22,7 @@ def compute_distance(qf: torch.Tensor, gf: torch.Tensor, metric: str = "cosine")
     ``euclidean``: ``||q - g||_2`` (clamped at 0 before the square root). Computed on the features'
     device in float32 (float64 input stays float64).
     """
+    check_metric(metric)
     qf = torch.as_tensor(qf)
     gf = torch.as_tensor(gf).to(qf.device)
     if not qf.is_floating_point() or qf.dtype in (torch.float16, torch.bfloat16):
@@ -24,12 +34,10 @@ def compute_distance(qf: torch.Tensor, gf: torch.Tensor, metric: str = "cosine")
         qn = torch.nn.functional.normalize(qf, dim=1)
         gn = torch.nn.functional.normalize(gf, dim=1)
         return 1.0 - qn @ gn.T
-    if metric == "euclidean":
-        q2 = (qf * qf).sum(1, keepdim=True)
-        g2 = (gf * gf).sum(1)
-        d2 = torch.addmm(q2 + g2, qf, gf.T, beta=1.0, alpha=-2.0)
-        return d2.clamp_(min=0).sqrt_()
-    raise ValueError(f"unknown metric {metric!r}; expected one of {METRICS}")
+    q2 = (qf * qf).sum(1, keepdim=True)  # euclidean
+    g2 = (gf * gf).sum(1)
+    d2 = torch.addmm(q2 + g2, qf, gf.T, beta=1.0, alpha=-2.0)
+    return d2.clamp_(min=0).sqrt_()
 
 
 class PreparedGallery:
@@ -37,9 +45,7 @@ class PreparedGallery:
     that query chunks cost one matmul each: ``PreparedGallery(gf, metric)(qf_chunk) -> [B, Ng]``."""
 
     def __init__(self, gf: torch.Tensor, metric: str = "cosine"):
-        if metric not in METRICS:
-            raise ValueError(f"unknown metric {metric!r}; expected one of {METRICS}")
-        self.metric = metric
+        self.metric = check_metric(metric)
         gf = torch.as_tensor(gf)
         if not gf.is_floating_point() or gf.dtype in (torch.float16, torch.bfloat16):
             gf = gf.float()

@@ -14,10 +14,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from reid.data.protocols import Protocol, get_protocol
 from reid.evaluation._kernels import HAVE_NUMBA, market_stats
 from reid.evaluation.distance import PreparedGallery
+from reid.registry import suggestion
 
-PROTOCOLS = ("market", "cuhk03", "hands")
+BACKENDS = ("auto", "numba", "torch")
+AP_MODES = ("standard", "trapezoid")
 
 
 @dataclass
@@ -59,8 +62,8 @@ def _as_tensor(x, device=None) -> torch.Tensor:
 
 def resolve_backend(backend: str, device: torch.device) -> str:
     """``auto`` -> ``numba`` for CPU distances when numba is installed, else ``torch``."""
-    if backend not in ("auto", "numba", "torch"):
-        raise ValueError(f"unknown backend {backend!r}; expected auto, numba or torch")
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend '{backend}'{suggestion(backend, BACKENDS)}")
     if backend == "numba" and not HAVE_NUMBA:
         raise ImportError("backend='numba' needs numba: pip install 'reid[fast]'")
     if backend == "auto":
@@ -185,11 +188,11 @@ def _labels(x, n: int, name: str, device) -> torch.Tensor:
     return t
 
 
-def _check(protocol: str, ap_mode: str) -> None:
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
-    if ap_mode not in ("standard", "trapezoid"):
-        raise ValueError(f"unknown ap_mode {ap_mode!r}; expected 'standard' or 'trapezoid'")
+def _check(protocol: str | Protocol, ap_mode: str) -> Protocol:
+    """The :class:`Protocol` named ``protocol``; ValueErrors with the closest valid name."""
+    if ap_mode not in AP_MODES:
+        raise ValueError(f"unknown ap_mode '{ap_mode}'{suggestion(ap_mode, AP_MODES)}")
+    return get_protocol(protocol)
 
 
 def evaluate_rank(
@@ -199,10 +202,10 @@ def evaluate_rank(
     q_camids,
     g_camids,
     max_rank: int = 50,
-    protocol: str = "market",
+    protocol: str | Protocol = "market",
     ap_mode: str = "standard",
     junk_pids: tuple[int, ...] | None = None,
-    num_repeats: int = 10,
+    num_repeats: int | None = None,
     seed: int = 0,
     backend: str = "auto",
 ) -> RankResult:
@@ -211,10 +214,11 @@ def evaluate_rank(
     distmat [Nq, Ng] and the label vectors [Nq] / [Ng] may be NumPy arrays or torch tensors on
     any device.
 
-    protocol: ``market`` (gallery images with the query's pid AND camera are removed; queries
-    without a remaining true match are skipped), ``hands`` (nothing removed) or ``cuhk03`` (the
-    market removal, then classic single-gallery-shot CMC: one random gallery image per identity,
-    averaged over ``num_repeats`` draws seeded by ``seed``; AP/INP use the whole kept gallery).
+    protocol: a :class:`~reid.data.protocols.Protocol` or its name: ``market`` (gallery images with
+    the query's pid AND camera are removed; queries without a remaining true match are skipped),
+    ``hands`` (nothing removed) or ``cuhk03`` (the market removal, then classic single-gallery-shot
+    CMC: one random gallery image per identity, averaged over ``num_repeats`` draws, default the
+    protocol's ``single_gallery_shot`` (10), seeded by ``seed``; AP/INP use the whole kept gallery).
     ap_mode: ``standard`` (mean precision at each true match, as torchreid/fast-reid) or
     ``trapezoid`` (the official Market-1501 MATLAB code's AP).
     junk_pids: gallery images with these pids are removed for every query (e.g. ``(-1,)`` as in
@@ -225,7 +229,7 @@ def evaluate_rank(
     ``cmc`` always has ``max_rank`` entries; where the gallery is shorter, the ranks beyond it
     repeat the last value (torchreid truncates to the gallery size; the common entries agree).
     """
-    _check(protocol, ap_mode)
+    rules = _check(protocol, ap_mode)
     dist = _as_tensor(distmat)
     if dist.ndim != 2:
         raise ValueError(f"distmat must be [Nq, Ng], got shape {tuple(dist.shape)}")
@@ -241,17 +245,17 @@ def evaluate_rank(
         keep = ~torch.isin(gp, torch.as_tensor(list(junk_pids), device=dev))
         dist, gp, gc = dist[:, keep], gp[keep], gc[keep]
     index = GalleryIndex(gp, gc, dev)
-    stats = query_stats(dist, qp, qc, index, protocol != "hands", backend)
+    stats = query_stats(dist, qp, qc, index, rules.cross_camera, backend)
     cmc_rows = None
-    if protocol == "cuhk03":
-        cmc_rows = Cuhk03Draws(index, num_repeats, seed).cmc(dist, qp, qc, max_rank)
-    return finalize(stats, max_rank, protocol, ap_mode, cmc_rows)
+    if rules.single_gallery_shot:
+        cmc_rows = Cuhk03Draws(index, num_repeats or rules.single_gallery_shot, seed).cmc(dist, qp, qc, max_rank)
+    return finalize(stats, max_rank, rules.name, ap_mode, cmc_rows)
 
 
 def finalize(stats: dict[str, np.ndarray], max_rank: int, protocol: str, ap_mode: str,
              cmc_rows: np.ndarray | None = None) -> RankResult:
     """A :class:`RankResult` from per-query statistics (:func:`query_stats`, concatenated over
-    query chunks) and, for ``cuhk03``, the per-query single-shot CMC rows [Nq, max_rank]."""
+    query chunks) and, for single-gallery-shot protocols, the per-query CMC rows [Nq, max_rank]."""
     valid = stats["npos"] > 0
     if not valid.any():
         raise ValueError("no query has a true match in the gallery: nothing to evaluate")
@@ -333,12 +337,12 @@ def evaluate_features(
     g_camids,
     metric: str = "cosine",
     max_rank: int = 50,
-    protocol: str = "market",
+    protocol: str | Protocol = "market",
     ap_mode: str = "standard",
     device: str | torch.device | None = None,
     chunk_size: int | None = None,
     max_chunk_bytes: int = 256 << 20,
-    num_repeats: int = 10,
+    num_repeats: int | None = None,
     seed: int = 0,
     backend: str = "auto",
     dist_fn=None,
@@ -351,7 +355,7 @@ def evaluate_features(
     the feature distances (e.g. re-ranked ones, see :func:`reid.evaluation.re_rank_features`).
     Results are identical to ``evaluate_rank(compute_distance(qf, gf, metric), ...)``.
     """
-    _check(protocol, ap_mode)
+    rules = _check(protocol, ap_mode)
     qf = torch.as_tensor(qf)
     dev = torch.device(device) if device is not None else qf.device
     nq = len(qf)
@@ -360,7 +364,8 @@ def evaluate_features(
     qp = _labels(q_pids, nq, "q_pids", dev)
     qc = _labels(q_camids, nq, "q_camids", dev)
     index = GalleryIndex(_labels(g_pids, ng, "g_pids", dev), _labels(g_camids, ng, "g_camids", dev), dev)
-    draws = Cuhk03Draws(index, num_repeats, seed) if protocol == "cuhk03" else None
+    repeats = num_repeats or rules.single_gallery_shot
+    draws = Cuhk03Draws(index, repeats, seed) if rules.single_gallery_shot else None
     if chunk_size is None:
         chunk_size = max(1, max_chunk_bytes // (4 * max(ng, 1)))
     parts, cmc_parts = [], []
@@ -369,9 +374,9 @@ def evaluate_features(
             d = prepared(qf[s:s + chunk_size])
         else:
             d = torch.as_tensor(dist_fn(torch.arange(s, min(s + chunk_size, nq)))).to(dev)
-        parts.append(query_stats(d, qp[s:s + chunk_size], qc[s:s + chunk_size], index, protocol != "hands", backend))
+        parts.append(query_stats(d, qp[s:s + chunk_size], qc[s:s + chunk_size], index, rules.cross_camera, backend))
         if draws is not None:
             cmc_parts.append(draws.cmc(d, qp[s:s + chunk_size], qc[s:s + chunk_size], max_rank))
         del d
     stats = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    return finalize(stats, max_rank, protocol, ap_mode, np.concatenate(cmc_parts) if draws is not None else None)
+    return finalize(stats, max_rank, rules.name, ap_mode, np.concatenate(cmc_parts) if draws is not None else None)

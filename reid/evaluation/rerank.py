@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from reid.evaluation._kernels import HAVE_NUMBA, expansion_sets, jaccard_rows, qe_count, qe_fill, topk_cols
-from reid.evaluation.distance import METRICS
+from reid.evaluation.distance import check_metric
 
 RowFn = Callable[[int, int], torch.Tensor]
 
@@ -316,8 +316,7 @@ class FeatureReranker:
     @torch.no_grad()
     def __init__(self, qf, gf, metric: str = "cosine", k1: int = 20, k2: int = 6, lambda_value: float = 0.3,
                  device: str | torch.device | None = None, chunk: int = 1024):
-        if metric not in METRICS:
-            raise ValueError(f"unknown metric {metric!r}; expected one of {METRICS}")
+        check_metric(metric)
         qf = torch.as_tensor(qf)
         dev = torch.device(device) if device is not None else qf.device
         f = torch.cat([qf.to(dev), torch.as_tensor(gf).to(dev)]).float()

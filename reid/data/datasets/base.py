@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from reid.data.protocols import Protocol, get_protocol
 from reid.registry import UserError
 
 
@@ -42,10 +43,11 @@ class ReidDataset:
     """The splits of a re-ID data set.
 
     ``train`` pids are relabelled to ``0..num_train_ids-1``; ``query``/``gallery`` keep the original
-    ids (distractors and offsets included). ``protocol`` names the evaluation protocol
-    (``market``, ``cuhk03`` or ``hands``). Hand sets carry ``draws``: one ``(query, gallery)`` pair
-    per seeded draw; ``query``/``gallery`` are then the first draw. ``val`` holds the training
-    images held out for model selection (counted in the train statistics).
+    ids (distractors and offsets included). ``protocol`` names the evaluation protocol, a key of
+    ``reid.data.protocols.PROTOCOLS`` (``market``, ``cuhk03``, ``hands``); its rules are
+    :attr:`evaluation_protocol`. Hand sets carry ``draws``: one ``(query, gallery)`` pair per seeded
+    draw; ``query``/``gallery`` are then the first draw. ``val`` holds the training images held out
+    for model selection (counted in the train statistics).
     """
 
     name: str
@@ -56,6 +58,15 @@ class ReidDataset:
     val: list[Sample] = field(default_factory=list)
     draws: list[tuple[list[Sample], list[Sample]]] | None = None
     root: str = ""
+
+    def __post_init__(self) -> None:
+        # a registered Protocol or its name; an unknown name fails here, suggesting the closest one
+        self.protocol = get_protocol(str(getattr(self.protocol, "name", self.protocol))).name
+
+    @property
+    def evaluation_protocol(self) -> Protocol:
+        """The rules of :attr:`protocol` (camera filter, single-gallery-shot draws, validation)."""
+        return get_protocol(self.protocol)
 
     @property
     def num_train_ids(self) -> int:

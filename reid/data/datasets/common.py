@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -63,30 +62,6 @@ class FileIndex:
 def list_images(folder: Path) -> list[str]:
     """Sorted image file names in ``folder``."""
     return sorted(e.name for e in os.scandir(folder) if e.name.lower().endswith(IMAGE_EXTS) and e.is_file())
-
-
-def read_named_folder(folder: Path, pattern: re.Pattern, *, junk_pid: int = -1) -> list[Sample]:
-    """Samples of a Market-style folder (regex groups ``pid``, ``cam``; camid stored 0-based).
-
-    Uses the Market parser's ``read_image_folder`` when available so every Market-style set is
-    read the same way; junk images (``pid == junk_pid``) are dropped.
-    """
-    try:
-        from .market import read_image_folder
-    except ImportError:  # pragma: no cover - the Market parser is part of the package
-        read_image_folder = None
-    if read_image_folder is not None:
-        return read_image_folder(folder, pattern, junk_pid=junk_pid)
-    samples = []
-    for name in list_images(folder):
-        m = pattern.search(name)
-        if m is None:
-            raise DatasetError(f"{folder / name}: file name does not match {pattern.pattern}")
-        pid = int(m.group("pid"))
-        if pid == junk_pid:
-            continue
-        samples.append(Sample(str(folder / name), pid, int(m.group("cam")) - 1))
-    return samples
 
 
 def group_by_pid(samples: Iterable[Sample]) -> dict[int, list[Sample]]:

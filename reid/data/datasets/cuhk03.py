@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reid.registry import DATASETS
+from reid.registry import DATASETS, suggestion
 
 from .base import DatasetError, ReidDataset, Sample, relabel
 from .common import FileIndex, list_images, require_file, require_optional
@@ -32,6 +32,13 @@ NP_PATTERN = re.compile(r"(?P<pid>-?\d+)_c(?P<cam>\d+)(?:_\w+)?")
 NP_FORMAT = "PPPP_cC_N.png (e.g. 0001_c1_1.png)"
 MAT_NAME_RE = re.compile(r"^(?P<pair>\d)_(?P<pid>\d{3})_(?P<view>\d)_(?P<n>\d{2})\.png$")
 DONE = ".extracted"
+SOURCES = ("auto", "np", "mat")
+#: Published split sizes (ids, images, cameras); train includes validation images. See docs/datasets.md.
+#: New protocol; CUHK03-NP and the real cuhk03_new_protocol_config_*.mat files give the same numbers.
+PUBLISHED = {
+    "cuhk03_labeled": {"train": (767, 7368, 2), "query": (700, 1400, 2), "gallery": (700, 5328, 2)},
+    "cuhk03_detected": {"train": (767, 7365, 2), "query": (700, 1400, 2), "gallery": (700, 5332, 2)},
+}
 HINT = (
     "CUHK03: expected <root>/cuhk03-np/{labeled,detected}/{bounding_box_train,query,bounding_box_test}/ "
     "(CUHK03-NP, https://github.com/zhunzhong07/person-re-ranking/tree/master/evaluation/data/CUHK03) "
@@ -161,8 +168,8 @@ def read_classic(mat_path: Path, image_dir: Path, name: str, split_id: int) -> R
 
 def load_cuhk03(kind: str, root: str, source: str, classic: bool, split_id: int) -> ReidDataset:
     name = f"cuhk03_{kind}"
-    if source not in ("auto", "np", "mat"):
-        raise DatasetError(f"{name}: source must be auto, np or mat, got '{source}'")
+    if source not in SOURCES:
+        raise DatasetError(f"{name}: unknown source '{source}'{suggestion(str(source), SOURCES)}")
     base = _base(root)
     np_dir = base / NP_DIR / kind
     if source == "np" or (source == "auto" and not classic and np_dir.is_dir()):

@@ -13,6 +13,10 @@ DUKE_DIR = "DukeMTMC-reID"
 DUKE_PATTERN = re.compile(r"(?P<pid>-?\d+)_c(?P<cam>\d+)_f\d+")
 DUKE_FORMAT = "PPPP_cC_fFFFFFFF.jpg (e.g. 0001_c2_f0046182.jpg), cameras 1..8"
 DUKE_URL = "https://github.com/layumi/DukeMTMC-reID_evaluation (DukeMTMC-reID.zip)"
+#: Published split sizes (ids, images, cameras); train includes validation images. See docs/datasets.md.
+PUBLISHED = {
+    "dukemtmcreid": {"train": (702, 16522, 8), "query": (702, 2228, 8), "gallery": (1110, 17661, 8)},
+}
 
 
 def duke_hint(root: Path) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from reid.data.protocols import HANDS
 from reid.registry import DATASETS
 
 from .base import DatasetError, ReidDataset, Sample, relabel
@@ -32,6 +33,13 @@ CSV_COLUMNS = (
     "id", "age", "gender", "skinColor", "accessories", "nailPolish", "aspectOfHand", "imageName", "irregularities",
 )
 REQUIRED_COLUMNS = ("id", "accessories", "aspectOfHand", "imageName")
+#: Published split sizes (ids, images, cameras); train includes validation images. See docs/datasets.md.
+PUBLISHED = {
+    "hands11k_dorsal_right": {"train": (72, 962, 1), "query": (71, 971, 1), "gallery": (290, 290, 1)},
+    "hands11k_dorsal_left": {"train": (73, 808, 1), "query": (73, 988, 1), "gallery": (290, 290, 1)},
+    "hands11k_palmar_right": {"train": (72, 977, 1), "query": (71, 917, 1), "gallery": (290, 290, 1)},
+    "hands11k_palmar_left": {"train": (76, 1004, 1), "query": (75, 948, 1), "gallery": (290, 290, 1)},
+}
 HINT = (
     "11k Hands: expected <root>/11k/Hands/Hand_*.jpg and <root>/11k/HandInfo.csv "
     "(https://sites.google.com/view/11khands); see docs/datasets.md"
@@ -117,7 +125,7 @@ def hands_protocol(
                 gallery.extend(with_cam(picked, GALLERY_CAM, ID_OFFSET * (k + 1)))
         draws.append((query, gallery))
     query, gallery = draws[0] if draws else ([], [])
-    return ReidDataset(name, relabel(train), query, gallery, protocol="hands", val=val, draws=draws, root=root)
+    return ReidDataset(name, relabel(train), query, gallery, protocol=HANDS.name, val=val, draws=draws, root=root)
 
 
 def _load_11k(aspect: str, root: str, seed: int, num_draws: int) -> ReidDataset:
@@ -129,24 +137,24 @@ def _load_11k(aspect: str, root: str, seed: int, num_draws: int) -> ReidDataset:
 
 
 @DATASETS.register("hands11k_dorsal_right")
-def hands11k_dorsal_right(root: str = "datasets", seed: int = 0, num_draws: int = 10) -> ReidDataset:
+def hands11k_dorsal_right(root: str = "datasets", seed: int = 0, num_draws: int = HANDS.draws) -> ReidDataset:
     """11k Hands dorsal right (D-r): 72 / 962 train, 971 query, 290 gallery."""
     return _load_11k("dorsal right", root, seed, num_draws)
 
 
 @DATASETS.register("hands11k_dorsal_left")
-def hands11k_dorsal_left(root: str = "datasets", seed: int = 0, num_draws: int = 10) -> ReidDataset:
+def hands11k_dorsal_left(root: str = "datasets", seed: int = 0, num_draws: int = HANDS.draws) -> ReidDataset:
     """11k Hands dorsal left (D-l): 73 / 808 train, 988 query, 290 gallery."""
     return _load_11k("dorsal left", root, seed, num_draws)
 
 
 @DATASETS.register("hands11k_palmar_right")
-def hands11k_palmar_right(root: str = "datasets", seed: int = 0, num_draws: int = 10) -> ReidDataset:
+def hands11k_palmar_right(root: str = "datasets", seed: int = 0, num_draws: int = HANDS.draws) -> ReidDataset:
     """11k Hands palmar right (P-r): 72 / 977 train, 917 query, 290 gallery."""
     return _load_11k("palmar right", root, seed, num_draws)
 
 
 @DATASETS.register("hands11k_palmar_left")
-def hands11k_palmar_left(root: str = "datasets", seed: int = 0, num_draws: int = 10) -> ReidDataset:
+def hands11k_palmar_left(root: str = "datasets", seed: int = 0, num_draws: int = HANDS.draws) -> ReidDataset:
     """11k Hands palmar left (P-l): 76 / 1,004 train, 948 query, 290 gallery."""
     return _load_11k("palmar left", root, seed, num_draws)

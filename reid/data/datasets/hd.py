@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from reid.data.protocols import HANDS
 from reid.registry import DATASETS
 
 from .base import DatasetError, ReidDataset, Sample, relabel
@@ -19,6 +20,8 @@ from .common import with_cam as _with_cam
 
 NAME_RE = re.compile(r"^(?P<pid>\d+)_(?P<n>\d+)\.\w+$")
 MAIN, EXTRA = "1-501", "502-712"
+#: Published split sizes (ids, images, cameras); train includes validation images. See docs/datasets.md.
+PUBLISHED = {"hd": {"train": (251, 2407, 1), "query": (251, 1992, 1), "gallery": (464, 1593, 1)}}
 HINT = (
     "HD: expected <root>/HD/Original Images/1-501/<id>_<n>.jpg and <root>/HD/Original Images/502-712/ "
     "(PolyU-IITD hand dorsal database, http://www4.comp.polyu.edu.hk/~csajaykr/knuckleV2.htm); "
@@ -42,7 +45,7 @@ def read_hd_folder(folder: Path) -> list[Sample]:
 
 
 @DATASETS.register("hd")
-def hd(root: str = "datasets", seed: int = 0, num_draws: int = 10) -> ReidDataset:
+def hd(root: str = "datasets", seed: int = 0, num_draws: int = HANDS.draws) -> ReidDataset:
     """HD: 251 / 2,407 train, 1,992 query, 1,593 gallery (464 ids) on the real data."""
     base = find_dir(root, ("HD/Original Images", "HD", ""), "HD", HINT)
     if not (base / MAIN).is_dir() and (base / "Original Images").is_dir():
@@ -60,4 +63,4 @@ def hd(root: str = "datasets", seed: int = 0, num_draws: int = 10) -> ReidDatase
         picked, rest = pick_one_per_id(tests, d)
         draws.append((_with_cam(rest, QUERY_CAM), _with_cam(picked, GALLERY_CAM) + extra))
     query, gallery = draws[0] if draws else ([], [])
-    return ReidDataset("hd", relabel(train), query, gallery, protocol="hands", val=val, draws=draws, root=str(base))
+    return ReidDataset("hd", relabel(train), query, gallery, protocol=HANDS.name, val=val, draws=draws, root=str(base))

@@ -21,6 +21,10 @@ MARKET_DIR = "Market-1501-v15.09.15"
 MARKET_SPLITS = ("bounding_box_train", "query", "bounding_box_test")
 MARKET_URL = "https://zheng-lab.cecs.anu.edu.au/Project/project_reid.html"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+#: Published split sizes (ids, images, cameras); train includes validation images. See docs/datasets.md.
+PUBLISHED = {
+    "market1501": {"train": (751, 12936, 6), "query": (750, 3368, 6), "gallery": (751, 15913, 6)},
+}
 
 
 def read_image_folder(

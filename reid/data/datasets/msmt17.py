@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from reid.registry import DATASETS
+from reid.registry import DATASETS, suggestion
 
 from .base import DatasetError, ReidDataset, Sample, relabel
 from .common import FileIndex, find_dir, require_file
@@ -17,6 +17,10 @@ from .common import FileIndex, find_dir, require_file
 V1 = [("MSMT17_V1", "train", "test"), ("MSMT17", "train", "test")]
 V2 = [("MSMT17_V2", "mask_train_v2", "mask_test_v2"), ("MSMT17", "mask_train_v2", "mask_test_v2")]
 LAYOUTS = {"auto": V2 + V1, "v1": V1, "v2": V2}  # (folder, train images, test images)
+#: Published split sizes (ids, images, cameras); train includes validation images. See docs/datasets.md.
+PUBLISHED = {
+    "msmt17": {"train": (1041, 32621, 15), "query": (3060, 11659, 15), "gallery": (3060, 82161, 15)},
+}
 HINT = (
     "MSMT17: expected <root>/MSMT17_V1/{train,test}/ (or <root>/MSMT17_V2/{mask_train_v2,mask_test_v2}/) "
     "with list_train.txt, list_val.txt, list_query.txt, list_gallery.txt beside them "
@@ -59,8 +63,8 @@ def msmt17(root: str = "datasets", version: str = "auto", combine_val: bool = Tr
     ``version``: ``auto`` (V2 if present, else V1), ``v1`` or ``v2``.
     """
     version = version.lower()
-    if version not in ("auto", "v1", "v2"):
-        raise DatasetError(f"msmt17: version must be auto, v1 or v2, got '{version}'")
+    if version not in LAYOUTS:
+        raise DatasetError(f"msmt17: unknown version '{version}'{suggestion(version, LAYOUTS)}")
     found = [(Path(root).expanduser() / f, tr, te) for f, tr, te in LAYOUTS[version]
              if (Path(root).expanduser() / f / tr).is_dir()]
     if not found:

@@ -2,7 +2,7 @@
 
 ``write_replica(name, root, seed=0, scale=1.0)`` writes a replica under ``root`` that the parser
 ``name`` reads with ``root=root``. At ``scale=1.0`` the split sizes equal the real data set's
-(:data:`REAL_COUNTS`, from docs/datasets.md); smaller scales keep the images per identity and
+(:data:`REAL_COUNTS`: each parser's ``PUBLISHED`` counts); smaller scales keep the images per identity and
 shrink the number of identities. ``images``: ``"render"`` (synthetic persons / hands that need
 learning to tell apart), ``"flat"`` (one colour per identity, fast) or ``"empty"`` (zero-byte
 placeholders, for name/count tests only; they cannot be decoded).
@@ -18,32 +18,26 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from .base import DatasetError
+from reid.data.datasets import PUBLISHED, DatasetError
+from reid.registry import suggestion
 
-#: Real statistics per data set: split -> (ids, images, cameras); train includes validation images.
-REAL_COUNTS: dict[str, dict[str, tuple[int, int, int]]] = {
-    "dukemtmcreid": {"train": (702, 16522, 8), "query": (702, 2228, 8), "gallery": (1110, 17661, 8)},
-    "cuhk03_labeled": {"train": (767, 7368, 2), "query": (700, 1400, 2), "gallery": (700, 5328, 2)},
-    "cuhk03_detected": {"train": (767, 7365, 2), "query": (700, 1400, 2), "gallery": (700, 5332, 2)},
-    "msmt17": {"train": (1041, 32621, 15), "query": (3060, 11659, 15), "gallery": (3060, 82161, 15)},
-    "hands11k_dorsal_right": {"train": (72, 962, 1), "query": (71, 971, 1), "gallery": (290, 290, 1)},
-    "hands11k_dorsal_left": {"train": (73, 808, 1), "query": (73, 988, 1), "gallery": (290, 290, 1)},
-    "hands11k_palmar_right": {"train": (72, 977, 1), "query": (71, 917, 1), "gallery": (290, 290, 1)},
-    "hands11k_palmar_left": {"train": (76, 1004, 1), "query": (75, 948, 1), "gallery": (290, 290, 1)},
-    "hd": {"train": (251, 2407, 1), "query": (251, 1992, 1), "gallery": (464, 1593, 1)},
-}
-# CUHK03-NP and the .mat new protocol files in ../shared/data give the same numbers per kind.
+#: The published split sizes (split -> (ids, images, cameras)) of the data sets with a replica,
+#: as the parsers declare them; a replica at ``scale=1`` reproduces them exactly.
+REAL_COUNTS: dict[str, dict[str, tuple[int, int, int]]] = {k: v for k, v in PUBLISHED.items() if k != "market1501"}
+# Generator details beyond the split sizes (from the real files):
 DUKE_DISTRACTORS = (408, 3)  # ids seen by one camera, images each
 MSMT17_VAL = 2373
 CUHK03_PAIR_IDS = (843, 440, 77, 58, 49)  # identities per camera pair in cuhk-03.mat
 ASPECT_SIZES = {  # aspect -> (train ids, train images, test ids, query images)
-    "dorsal right": (72, 962, 71, 971),
-    "dorsal left": (73, 808, 73, 988),
-    "palmar right": (72, 977, 71, 917),
-    "palmar left": (76, 1004, 75, 948),
+    aspect: (*PUBLISHED[f"hands11k_{aspect.replace(' ', '_')}"]["train"][:2],
+             *PUBLISHED[f"hands11k_{aspect.replace(' ', '_')}"]["query"][:2])
+    for aspect in ("dorsal right", "dorsal left", "palmar right", "palmar left")
 }
 HANDS_SUBJECTS, HANDS_IMAGES = 190, 11076
-HD_SIZES = (251, 2407, 251, 1992, 213, 1342)  # train ids/images, test ids/query images, extra ids/images
+# HD: train ids/images, test ids/query images, extra ids/images (the gallery less one image per test id)
+HD_SIZES = (*PUBLISHED["hd"]["train"][:2], *PUBLISHED["hd"]["query"][:2],
+            PUBLISHED["hd"]["gallery"][0] - PUBLISHED["hd"]["query"][0],
+            PUBLISHED["hd"]["gallery"][1] - PUBLISHED["hd"]["query"][0])
 
 
 def spread(total: int, n: int) -> list[int]:
@@ -68,7 +62,7 @@ class ImageWriter:
         self._made: set[Path] = set()
         self._cams = None
         if mode == "render" and kind == "person":
-            from .synthetic import make_cameras
+            from reid.testing.persons import make_cameras
 
             self._cams = make_cameras(cameras, rng)
 
@@ -77,7 +71,7 @@ class ImageWriter:
             if self.mode == "flat":
                 self._ids[key] = self.rng.integers(0, 256, 3).astype(np.uint8)
             elif self.kind == "person":
-                from .synthetic import make_identity
+                from reid.testing.persons import make_identity
 
                 self._ids[key] = make_identity(self.rng)
             else:
@@ -89,7 +83,7 @@ class ImageWriter:
         if self.mode == "flat":
             return np.broadcast_to(ident, (*self.size, 3)).copy()
         if self.kind == "person":
-            from .synthetic import render_person
+            from reid.testing.persons import render_person
 
             return render_person(ident, self.rng, camid, self.size, self._cams)[0]
         return render_hand(ident, self.rng, self.size)
@@ -250,7 +244,7 @@ def _duke(root: Path, rng, scale: float, writer: ImageWriter) -> None:
     if scale < 1:
         n_tr2, n_q2, n_dis = scaled(n_tr, scale), scaled(n_q, scale), scaled(n_dis, scale, 1)
         i_tr, i_q = round(i_tr / n_tr * n_tr2), max(n_q2, round(i_q / n_q * n_q2))
-        i_g = max(n_q2 * 2, round((i_g - 408 * per_dis) / n_q * n_q2)) + n_dis * per_dis
+        i_g = max(n_q2 * 2, round((i_g - DUKE_DISTRACTORS[0] * per_dis) / n_q * n_q2)) + n_dis * per_dis
         n_tr, n_q = n_tr2, n_q2
     _market_style(root / "DukeMTMC-reID", rng, writer, n_train=n_tr, i_train=i_tr, n_test=n_q, i_query=i_q,
                   i_gallery=i_g, cams=cams, name=lambda p, c, f: f"{p:04d}_c{c + 1}_f{f:07d}.jpg",
@@ -367,10 +361,11 @@ def _cuhk03_mat(root: Path, rng, scale: float, writer: ImageWriter) -> None:
 
     all_ids = [(q, pid) for q, n in enumerate(CUHK03_PAIR_IDS, start=1) for pid in range(1, scaled(n, scale) + 1)]
     label = {key: i + 1 for i, key in enumerate(all_ids)}
-    n_train = scaled(767, scale) if scale < 1 else 767
+    (n_train, *_), (n_test, *_) = PUBLISHED["cuhk03_labeled"]["train"], PUBLISHED["cuhk03_labeled"]["query"]
+    n_train, n_test = scaled(n_train, scale), scaled(n_test, scale)
     order = rng.permutation(len(all_ids))
     train_ids = {all_ids[i] for i in order[:n_train]}
-    test_ids = {all_ids[i] for i in order[n_train:n_train + (700 if scale >= 1 else scaled(700, scale))]}
+    test_ids = {all_ids[i] for i in order[n_train:n_train + n_test]}
     names: dict[str, list[str]] = {}
     for kind in ("labeled", "detected"):
         files, labels, cams, split = [], [], [], {"train": [], "query": [], "gallery": []}
@@ -404,7 +399,7 @@ def cuhk03_mat_from_protocol(root: str | Path, protocol_dir: str | Path, seed: i
     files (copied beside it), so the .mat route reproduces the real protocol counts."""
     import scipy.io as sio
 
-    from .cuhk03 import _strings
+    from reid.data.datasets.cuhk03 import _strings
 
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -438,7 +433,7 @@ def write_replica(name: str, root: str | Path, seed: int = 0, scale: float = 1.0
     ``root``; returns ``root``. ``size`` is (H, W), default 32x16 for bodies and 32x32 for hands."""
     key = ALIASES.get(name, name)
     if key not in GENERATORS:
-        raise DatasetError(f"no replica generator for '{name}'; valid: {', '.join(sorted(GENERATORS))}")
+        raise DatasetError(f"no replica generator for '{name}'{suggestion(name, [*GENERATORS, *ALIASES])}")
     gen, kind = GENERATORS[key]
     if not 0 < scale <= 1:
         raise DatasetError(f"replica scale must be in (0, 1], got {scale}")
