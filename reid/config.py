@@ -13,16 +13,18 @@ is removed.
 """
 from __future__ import annotations
 
+import ast
 import copy
 import inspect
 import os
 import re
+import typing
 from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
 
-from .registry import BACKBONES, DATASETS, LOSSES, MODELS, ConfigError, Registry, closest
+from .registry import BACKBONES, DATASETS, LOSSES, MODELS, ConfigError, Registry, closest, suggestion
 
 __all__ = ["DEFAULTS", "Config", "ConfigError", "load_config", "save_config", "parse_overrides", "reference_for"]
 
@@ -178,7 +180,8 @@ class Range:
 
 
 class Choice:
-    """One of a fixed set of values (strings; ``types`` widens the accepted YAML types)."""
+    """One of a fixed set of values (strings; ``types`` widens the accepted YAML types). The same
+    check applies to a component keyword annotated ``Literal[...]`` (:func:`literal_choices`)."""
 
     def __init__(self, *values: Any, types: tuple[type, ...] | None = None, text: str = "",
                  aliases: dict[str, str] | None = None):
@@ -548,6 +551,25 @@ def _expected_types(default: Any, annotation: Any) -> tuple[type, ...] | None:
     return None
 
 
+_LITERAL = re.compile(r"^\s*(?:typing\.)?Literal\[(.*)\]\s*$", re.S)
+
+
+def literal_choices(annotation: Any) -> tuple[Any, ...] | None:
+    """The values of a ``Literal[...]`` annotation (a string under ``from __future__ import
+    annotations``, or the typing object), else None: a component keyword annotated so is one of
+    a fixed set of values, checked when the config loads."""
+    if typing.get_origin(annotation) is typing.Literal:
+        return typing.get_args(annotation)
+    match = _LITERAL.match(annotation) if isinstance(annotation, str) else None
+    if match is None:
+        return None
+    try:
+        values = ast.literal_eval(f"({match.group(1)},)")
+    except (ValueError, SyntaxError):
+        return None
+    return tuple(values)
+
+
 def _check_type(key: str, value: Any, types: tuple[type, ...] | None, where: str,
                 default: Any = None) -> None:
     if types is None:
@@ -564,8 +586,7 @@ def _check_type(key: str, value: Any, types: tuple[type, ...] | None, where: str
 
 def _unknown_name(registry: Registry, name: str, at: str, where: str, noun: str | None = None) -> ConfigError:
     """``WHERE: unknown KIND 'name' at 'key'; did you mean '...'?`` (or the valid names)."""
-    best = closest(name, registry.names())
-    hint = f"; did you mean '{best}'?" if best else f"; valid: {', '.join(registry.names())}"
+    hint = suggestion(name, registry.names())
     return ConfigError(f"{where}: unknown {noun or registry.kind} '{name}' at '{at}'{hint}")
 
 
@@ -605,8 +626,15 @@ def _validate_component(key: str, section: Any, registry: Registry, origin: dict
                 v = {**p.default, **v}
             out[k] = _validate_component(sub, v, NESTED_COMPONENTS[k], origin, fallback)
             continue
-        _check_type(sub, v, _expected_types(p.default, p.annotation), _source(origin, sub, fallback),
-                    None if p.default is p.empty else p.default)
+        choices = literal_choices(p.annotation)
+        if choices is not None:
+            check = Choice(*choices)
+            if not check.ok(v):
+                raise ConfigError(f"{_source(origin, sub, fallback)}: key '{sub}' expects {check.expects()}, "
+                                  f"got {v!r}{check.hint(v)}")
+        else:
+            _check_type(sub, v, _expected_types(p.default, p.annotation), _source(origin, sub, fallback),
+                        None if p.default is p.empty else p.default)
         out[k] = v
     for k, nested in NESTED_COMPONENTS.items():
         if k in out and isinstance(out[k], dict) and "name" in out[k] and not isinstance(

@@ -238,7 +238,7 @@ def main() -> int:
     python = peer_python(args.peer_python) if args.peer else None
 
     from reid.config import load_config
-    from reid.engine.trainer import resolve_device
+    from reid.engine.device import resolve_device
 
     runs = [(path, False) for path in configs] + ([(path, True) for path in configs] if args.random_init else [])
     rows: list[dict] = []

@@ -6,6 +6,9 @@ from typing import Any, Mapping
 
 from reid.registry import ConfigError, suggestion
 
+#: ``schedule.name`` values (checked when the config loads; the error here guards direct calls).
+SCHEDULES = ("multistep", "cosine", "constant")
+
 
 def lr_factor(epoch: int, schedule: Mapping[str, Any], base_lr: float, epochs: int) -> float:
     """Multiplier of the base learning rate at ``epoch`` (0-based).
@@ -39,7 +42,7 @@ def lr_factor(epoch: int, schedule: Mapping[str, Any], base_lr: float, epochs: i
         return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * t))
     if name == "constant":
         return 1.0
-    raise ConfigError(f"unknown schedule.name '{name}'{suggestion(name, ['multistep', 'cosine', 'constant'])}")
+    raise ConfigError(f"unknown schedule.name '{name}'{suggestion(name, SCHEDULES)}")
 
 
 def set_lr(optimizer, factor: float) -> None:

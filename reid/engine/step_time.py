@@ -21,10 +21,11 @@ from torch import nn
 from reid.data import DatasetError, build_dataset
 from reid.data.datasets import PUBLISHED
 from reid.data.sampler import batches_per_epoch
+from reid.engine.amp import amp_dtype, autocast, backward_and_step
 from reid.engine.cost import FlopCount, PeakMemory, matmul_peak_gflops
+from reid.engine.device import resolve_device
 from reid.engine.host_memory import keep_freed_host_memory
 from reid.engine.optim import build_optimizer
-from reid.engine.trainer import amp_dtype, autocast, backward_and_step, resolve_device
 from reid.losses import build_losses
 
 

@@ -1,110 +1,45 @@
-"""The one trainer: epoch loop, schedule, AMP, checkpoints, resume, periodic evaluation, logs."""
+"""The one trainer: builds the run's parts, runs the epoch loop and calls its hooks.
+
+What happens around the steps (evaluation, checkpoints, best-model selection, logs, loss
+statistics) lives in :mod:`reid.engine.hooks`; a subclass changes a part by overriding a
+``build_*`` method (``build_dataset``, ``build_model``, ``build_losses``, ``build_loader``,
+``build_optimizer``, ``build_evaluator``, ``build_hooks``). Devices and seeds:
+:mod:`reid.engine.device`; mixed precision: :mod:`reid.engine.amp`.
+"""
 from __future__ import annotations
 
 import json
-import math
-import os
-import random
-import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
+import reid.data
+import reid.losses
+import reid.models
 from reid.atomic_io import atomic_write_text
 from reid.config import Config, save_config
-from reid.data import build_dataset, build_train_loader
 from reid.data.datasets.base import ReidDataset
-from reid.losses import build_losses
-from reid.models import build_model
 from reid.registry import ConfigError
 
+from .amp import DTYPES, CastInput, amp_dtype, autocast, backward_and_step, grad_scaler
 from .checkpoint import CheckpointError, load_checkpoint, model_state, save_checkpoint, to_plain
+from .device import resolve_device, seed_everything
+from .distributed import local_rank_zero_first
 from .evaluator import Evaluator, check_draws, format_metrics
 from .gather import convert_sync_bn, gather_batch, gather_outputs
 from .guards import LossWatch, check_run_paths, load_model_state, non_finite_loss
+from .hooks import EpochStats, HookBase, default_hooks
 from .host_memory import keep_freed_host_memory
 from .interrupt import SigintStop, TrainingInterrupted, rng_state, set_rng_state
 from .optim import build_optimizer
 from .runlog import Scalars, setup_logger
 from .schedule import lr_factor, set_lr
 
-
-def resolve_device(spec: str) -> torch.device:
-    """``auto`` picks CUDA when available; ``cuda``/``cuda:N``/``cpu`` are taken as given."""
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if spec.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device '{spec}' requested but CUDA is not available; use device=cpu")
-    try:
-        return torch.device(spec)
-    except RuntimeError:
-        raise ConfigError(f"device '{spec}' is not a valid torch device (auto, cpu, cuda, cuda:N)") from None
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (CPU runs are then reproducible)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``train.amp`` (None: full precision)."""
-    if mode == "auto":
-        return torch.bfloat16 if device.type == "cuda" else None
-    if mode == "off":
-        return None
-    if mode in ("bf16", "fp16"):
-        return torch.bfloat16 if mode == "bf16" else torch.float16
-    raise ConfigError(f"train.amp must be auto, off, bf16 or fp16, got '{mode}'")
-
-
-def autocast(device: torch.device, dtype: torch.dtype | None):
-    """The forward pass's autocast context (a no-op for full precision)."""
-    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
-
-
-def backward_and_step(total: torch.Tensor, optimizer: torch.optim.Optimizer,
-                      scaler: torch.amp.GradScaler | None = None,
-                      parameters: Any = None, grad_clip: float = 0.0) -> None:
-    """zero_grad, backward (loss-scaled with ``scaler``), gradient clipping of ``parameters`` when
-    ``grad_clip`` > 0, optimiser step: the update of one training step."""
-    optimizer.zero_grad(set_to_none=True)
-    if scaler:
-        scaler.scale(total).backward()
-        scaler.unscale_(optimizer)
-    else:
-        total.backward()
-    if grad_clip:
-        torch.nn.utils.clip_grad_norm_(parameters, float(grad_clip))
-    if scaler:
-        scaler.step(optimizer)
-        scaler.update()
-    else:
-        optimizer.step()
-
-
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-class _CastInput(torch.nn.Module):
-    """Runs ``model`` (float64) on float32 inputs and returns float32 outputs (evaluation)."""
-
-    def __init__(self, model: torch.nn.Module, dtype: torch.dtype):
-        super().__init__()
-        self.model, self.dtype = model, dtype
-
-    def forward(self, x: torch.Tensor) -> Any:
-        out = self.model(x.to(self.dtype))
-        if isinstance(out, dict):
-            return {k: v.float() if isinstance(v, torch.Tensor) and v.is_floating_point() else v
-                    for k, v in out.items()}
-        return out.float()
+# moved to .device / .amp; still importable from here
+__all__ = ["Trainer", "DTYPES", "amp_dtype", "autocast", "backward_and_step", "resolve_device", "seed_everything"]
 
 
 class Trainer:
@@ -114,11 +49,12 @@ class Trainer:
     events, ``checkpoints/last.pth`` and ``best.pth`` (atomic), ``metrics.json``.
     """
 
+    #: True while :meth:`fit` runs (the evaluation and checkpoint hooks act only then).
+    fitting: bool = False
+
     def __init__(self, cfg: Config, resume: str | None = None, rank: int = 0, world_size: int = 1):
         check_run_paths(cfg, resume)  # before any work: folders writable, checkpoint to resume present
-        self.cfg = cfg
-        self.rank, self.world_size = rank, world_size
-        self.is_main = rank == 0
+        self.cfg, self.rank, self.world_size, self.is_main = cfg, rank, world_size, rank == 0
         self.out = Path(cfg.output_dir)
         self.log = setup_logger(self.out, rank)
         if self.is_main:
@@ -128,51 +64,88 @@ class Trainer:
         if self.device.type == "cpu":
             keep_freed_host_memory()
         self.distributed = world_size > 1 and dist.is_available() and dist.is_initialized()
-        # Under DDP, each node's local rank 0 builds the data set and the image store (cached on
-        # disk) while the other ranks wait; they then read the cache.
-        first = int(os.environ.get("LOCAL_RANK", rank)) == 0
-        if self.distributed and not first:
-            dist.barrier()
-        self.dataset = build_dataset(cfg, verbose=False)
-        check_draws(self.dataset)  # a test protocol that cannot be evaluated fails before training
-        if self.is_main:
-            self.log.info(self.dataset.summary())
-        if cfg.train.dtype not in DTYPES:
-            raise ConfigError(f"train.dtype must be one of {sorted(DTYPES)}, got '{cfg.train.dtype}'")
         self.dtype = DTYPES[cfg.train.dtype]
-        self.model = build_model(cfg.model, self.dataset.num_train_ids,
-                                 input_size=cfg.input.size).to(self.device, self.dtype)
-        if self.distributed and cfg.train.sync_bn:
-            self.model = convert_sync_bn(self.model, self.device)
-        if cfg.train.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
-        if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
-        self.losses = build_losses(cfg.losses).to(self.device)
-        self.loader = build_train_loader(cfg, self.dataset, self.device, rank=rank, world_size=world_size)
-        if self.distributed and first:
-            dist.barrier()
-        self.optimizer = build_optimizer(cfg.optimizer, self.model)
+        with local_rank_zero_first(self.distributed, rank):
+            self.dataset = self.build_dataset()
+            self.model = self.place_model(self.build_model())
+            self.losses = self.build_losses().to(self.device)
+            self.loader = self.build_loader()
+        self.optimizer = self.build_optimizer()
         self.amp = amp_dtype(cfg.train.amp, self.device)
-        self.scaler = torch.amp.GradScaler("cuda") if self.amp == torch.float16 else None
+        self.scaler = grad_scaler(self.amp)
         self.gather = self.distributed and bool(cfg.train.gather_outputs)
-        self.ddp: torch.nn.Module | None = None
-        if self.distributed:  # self.model stays the plain module (checkpoints, evaluation)
-            ids = [self.device.index] if self.device.type == "cuda" and self.device.index is not None else None
-            self.ddp = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=ids, find_unused_parameters=bool(cfg.train.find_unused_parameters))
-        wrapped = self.ddp if self.ddp is not None else self.model
-        self.forward_model = torch.compile(wrapped) if cfg.train.compile else wrapped
-        self.evaluator = Evaluator(cfg, self.dataset, self.device)
-        self.val_evaluator = self._validation_evaluator()
+        self.ddp, self.forward_model = self.wrap_model()
+        self.evaluator, self.val_evaluator = self.build_evaluator(), self.build_validation_evaluator()
         self.scalars = Scalars(self.out / "tb", rank)
-        self.start_epoch = 0
-        self.best: dict[str, Any] = {"mAP": -1.0, "epoch": -1}
-        self.history: list[dict[str, Any]] = []
-        self.before: dict[str, float] | None = None
+        self.start_epoch, self.best, self.history = 0, {"mAP": -1.0, "epoch": -1}, []
+        self.before: dict[str, float] | None = None  # metrics of the untrained model (train.eval_before)
+        self.final: dict[str, float] | None = None  # metrics of the latest evaluation in fit
         self.loss_watch = LossWatch(self.log)
+        self.hooks = self.register_hooks(self.build_hooks())
         if resume:
             self.load(resume)
+
+    # ------------------------------------------------------------------------ the run's parts
+
+    def build_dataset(self) -> ReidDataset:
+        """``cfg.dataset``; a test protocol that cannot be evaluated fails here, before training."""
+        dataset = reid.data.build_dataset(self.cfg, verbose=False)
+        check_draws(dataset)
+        if self.is_main:
+            self.log.info(dataset.summary())
+        return dataset
+
+    def build_model(self) -> torch.nn.Module:
+        """``cfg.model`` with a classifier over the training identities (on the CPU, float32)."""
+        return reid.models.build_model(self.cfg.model, self.dataset.num_train_ids, input_size=self.cfg.input.size)
+
+    def place_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        """Device and dtype; SyncBN (``train.sync_bn`` under DDP), ``train.channels_last``."""
+        model = model.to(self.device, self.dtype)
+        if self.distributed and self.cfg.train.sync_bn:
+            model = convert_sync_bn(model, self.device)
+        if self.cfg.train.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        return model
+
+    def build_losses(self) -> torch.nn.Module:
+        """``cfg.losses``: a module mapping (outputs, batch) to (total, {label: term})."""
+        return reid.losses.build_losses(self.cfg.losses)
+
+    def build_loader(self) -> Any:
+        """The identity-sampled training batches (this rank's share under DDP)."""
+        return reid.data.build_train_loader(self.cfg, self.dataset, self.device, rank=self.rank,
+                                            world_size=self.world_size)
+
+    def build_optimizer(self) -> torch.optim.Optimizer:
+        """``cfg.optimizer`` over the model's parameter groups."""
+        return build_optimizer(self.cfg.optimizer, self.model)
+
+    def wrap_model(self) -> tuple[torch.nn.Module | None, torch.nn.Module]:
+        """(the DDP wrapper or None, the module the steps call: DDP and/or ``torch.compile``);
+        ``self.model`` stays the plain module (checkpoints, evaluation)."""
+        ddp = None
+        if self.distributed:
+            ids = [self.device.index] if self.device.type == "cuda" and self.device.index is not None else None
+            ddp = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=ids, find_unused_parameters=bool(self.cfg.train.find_unused_parameters))
+        wrapped = ddp if ddp is not None else self.model
+        return ddp, torch.compile(wrapped) if self.cfg.train.compile else wrapped
+
+    def build_hooks(self) -> list[HookBase]:
+        """The hooks :meth:`fit` and :meth:`train_epoch` call, in order (see :mod:`.hooks`)."""
+        return default_hooks()
+
+    def register_hooks(self, hooks: list[HookBase]) -> list[HookBase]:
+        for hook in hooks:
+            hook.trainer = self
+        return list(hooks)
+
+    def _call(self, point: str, *args: Any) -> None:
+        for hook in self.hooks:
+            getattr(hook, point)(*args)
 
     # ---------------------------------------------------------------------------- checkpoints
 
@@ -243,7 +216,8 @@ class Trainer:
             module = self.losses.get_submodule(module_path)
             setattr(module, buffer, value.to(self.device))
 
-    def _save(self, name: str, epoch: int, partial: dict[str, Any] | None = None) -> Path:
+    def save(self, name: str, epoch: int, partial: dict[str, Any] | None = None) -> Path:
+        """Write ``checkpoints/NAME.pth`` (rank 0) with :meth:`state`; returns its path."""
         path = self.out / "checkpoints" / f"{name}.pth"
         if self.is_main:
             save_checkpoint(self.state(epoch, partial), path)
@@ -266,66 +240,40 @@ class Trainer:
         """Ctrl-C arrived during epoch ``epoch``'s last step or evaluation: stop before the next."""
         epochs = int(self.cfg.train.epochs)
         if self._stop_requested() and epoch < epochs - 1:
-            self._stop(f"after epoch {epoch + 1}/{epochs}", self._save("last", epoch))
+            self._stop(f"after epoch {epoch + 1}/{epochs}", self.save("last", epoch))
 
-    def _stop_in_epoch(self, epoch: int, steps: int, iters: int, sums: dict[str, float]) -> None:
-        """Ctrl-C during epoch ``epoch``: save the state after its first ``steps`` steps."""
-        partial = {"epoch": epoch, "iteration": steps, "sums": dict(sums), "rng": rng_state(self.device)}
-        path = self._save("last", epoch - 1, partial)
-        self._stop(f"in epoch {epoch + 1}/{self.cfg.train.epochs} after iteration {steps}/{iters}", path)
+    def _stop_in_epoch(self, stats: EpochStats) -> None:
+        """Ctrl-C during an epoch: save the state after its first ``stats.stopped`` steps."""
+        epoch = stats.epoch
+        partial = {"epoch": epoch, "iteration": stats.stopped, "sums": dict(stats.sums),
+                   "rng": rng_state(self.device)}
+        path = self.save("last", epoch - 1, partial)
+        self._stop(f"in epoch {epoch + 1}/{self.cfg.train.epochs} after iteration {stats.stopped}/{stats.iters}",
+                   path)
 
     # ------------------------------------------------------------------------------- training
 
     def fit(self) -> dict[str, Any]:
-        """Train from ``start_epoch`` to ``train.epochs``, evaluate, write ``metrics.json``.
+        """Train from ``start_epoch`` to ``train.epochs`` with the hooks, write ``metrics.json``.
 
         Ctrl-C stops at the next safe point with a resumable ``checkpoints/last.pth`` and raises
         :class:`TrainingInterrupted` (semantics: :mod:`reid.engine.interrupt`).
         """
         self._sigint = SigintStop(announce=self.is_main, repeat_aborts=not self.distributed)
+        self.fitting = True
         try:
             with self._sigint:
-                return self._fit_epochs()
+                self._call("before_train")
+                for epoch in range(self.start_epoch, int(self.cfg.train.epochs)):
+                    self.train_epoch(epoch)
+                    self._stop_after_epoch(epoch)
+                self._call("after_train")
+                return self.finish(self.final)
         finally:
-            self._sigint = None
+            self._sigint, self.fitting = None, False
 
-    def _fit_epochs(self) -> dict[str, Any]:
-        train = self.cfg.train
-        epochs = int(train.epochs)
-        if train.eval_before and self.before is None:
-            self.before = self.evaluate("before training")
-        metrics: dict[str, float] | None = None
-        last_eval = -1
-        for epoch in range(self.start_epoch, epochs):
-            self.train_epoch(epoch)
-            # 'last' is written before the evaluation (a failing evaluation loses no training) and
-            # again after it, with the evaluation's record
-            saves = (epoch + 1) % max(1, int(train.checkpoint_period)) == 0 or epoch == epochs - 1
-            if saves:
-                self._save("last", epoch)
-            due = train.eval_period and (epoch + 1) % int(train.eval_period) == 0
-            if due or epoch == epochs - 1:
-                metrics = self.evaluate(f"epoch {epoch + 1}", step=epoch + 1)
-                last_eval = epoch
-                record = {"epoch": epoch + 1, **metrics}
-                score = metrics["mAP"]
-                if self.val_evaluator is not None:
-                    val = self.evaluate(f"epoch {epoch + 1} (validation)", step=epoch + 1,
-                                        evaluator=self.val_evaluator, tag="val")
-                    record["val"] = val
-                    score = val["mAP"]
-                self.history.append(record)
-                if score > self.best.get("score", self.best["mAP"]):
-                    self.best = {**record, "score": score, "selected_on": self.cfg.train.select_on}
-                    self._save("best", epoch)
-                if saves:
-                    self._save("last", epoch)
-            self._stop_after_epoch(epoch)
-        if metrics is None or last_eval != epochs - 1:
-            metrics = self.evaluate("final")
-        return self.finish(metrics)
-
-    def finish(self, metrics: dict[str, float]) -> dict[str, Any]:
+    def finish(self, metrics: dict[str, float] | None) -> dict[str, Any]:
+        """Write ``metrics.json`` (final, best, before, history) and the closing log lines."""
         summary = {
             "dataset": self.dataset.name,
             "model": self.cfg.model.name,
@@ -339,100 +287,86 @@ class Trainer:
             atomic_write_text(self.out / "metrics.json", json.dumps(to_plain(summary), indent=2))
             if self.before is not None:
                 self.log.info(format_metrics(self.before, "before training"))
-            self.log.info(format_metrics(metrics, "final"))
+            if metrics is not None:
+                self.log.info(format_metrics(metrics, "final"))
             self.log.info(f"=> outputs in {self.out}")
         self.scalars.close()
         return summary
 
-    def _autocast(self):
-        return autocast(self.device, self.amp)
-
     def train_epoch(self, epoch: int) -> dict[str, float]:
-        """One pass of the identity sampler; returns the epoch's mean loss terms."""
+        """One pass of the identity sampler (at most ``train.iters_per_epoch`` steps) with the
+        epoch hooks; returns the epoch's mean loss terms."""
+        stats = self._begin_epoch(epoch)
+        self._call("before_epoch", stats)
+        bar = tqdm(total=stats.iters, initial=min(stats.skip, stats.iters), desc=f"epoch {epoch + 1}/"
+                   f"{self.cfg.train.epochs}", disable=not self.is_main, leave=False, dynamic_ncols=True)
+        for it, batch in enumerate(self.loader):
+            if it >= stats.iters:
+                break
+            if it < stats.skip:  # stepped before the interrupt: the loader's random draws are replayed
+                continue
+            if it == stats.skip and stats.skip:
+                set_rng_state(stats.rng, self.device)
+            values = self.run_step(batch, epoch, it)
+            stats.add(values, batch["images"].shape[0])
+            self._call("after_step", stats, it, values)
+            bar.set_postfix(loss=f"{values['loss']:.3f}", lr=f"{stats.lr:.2e}",
+                            img_s=f"{stats.images_per_second(self.world_size):.0f}")
+            bar.update(1)
+            if self._stop_requested() and it + 1 < stats.iters:
+                stats.stopped = it + 1
+                break
+        bar.close()
+        if stats.stopped:
+            self._stop_in_epoch(stats)
+        stats.finish(len(self.loader))
+        self._call("after_epoch", stats)
+        return stats.means
+
+    def _begin_epoch(self, epoch: int) -> EpochStats:
+        """The epoch's lr and sampler order, seeds, train mode; a Ctrl-C resume's done steps."""
         cfg = self.cfg
-        factor = lr_factor(epoch, cfg.schedule, float(cfg.optimizer.lr), int(cfg.train.epochs))
-        set_lr(self.optimizer, factor)
+        set_lr(self.optimizer, lr_factor(epoch, cfg.schedule, float(cfg.optimizer.lr), int(cfg.train.epochs)))
         self.loader.set_epoch(epoch)
         torch.manual_seed(int(cfg.seed) * 1000 + epoch)  # dropout etc.: a function of the epoch
         self.model.train()
-        counters = [m for m in (self.losses.modules() if isinstance(self.losses, torch.nn.Module) else [])
-                    if hasattr(m, "missing")]  # losses counting samples without a mask: per epoch
-        for m in counters:
-            m.missing = 0
         iters = len(self.loader)
         if cfg.train.iters_per_epoch:
             iters = min(iters, int(cfg.train.iters_per_epoch))
-        sums: dict[str, float] = {}
-        seen = skip = stopped = 0
+        stats = EpochStats(epoch, iters, lr=self.optimizer.param_groups[0]["lr"])
         partial, self._partial = self._partial, None
         if partial is not None and int(partial["epoch"]) == epoch:  # resuming after a Ctrl-C
-            skip, sums = int(partial["iteration"]), dict(partial["sums"])
-        start = time.perf_counter()
-        bar = tqdm(total=iters, initial=min(skip, iters), desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
-                   disable=not self.is_main, leave=False, dynamic_ncols=True)
-        lr = self.optimizer.param_groups[0]["lr"]
-        for it, batch in enumerate(self.loader):
-            if it >= iters:
-                break
-            if it < skip:  # stepped before the interrupt: the loader's random draws are replayed
-                continue
-            if it == skip and skip:
-                set_rng_state(partial["rng"], self.device)
-            if batch["images"].dtype != self.dtype:
-                batch = {**batch, "images": batch["images"].to(self.dtype)}
-            with self._autocast():
-                outputs = self.forward_model(batch["images"])
-                if self.gather:  # every rank computes the loss of the global batch
-                    outputs = gather_outputs(outputs, batch["images"].shape[0])
-                    total, parts = self.losses(outputs, gather_batch(batch))
-                else:
-                    total, parts = self.losses(outputs, batch)
-            if not torch.isfinite(total):
-                raise non_finite_loss(total, parts, batch["images"], epoch, it)
-            backward_and_step(total, self.optimizer, self.scaler, self.model.parameters(),
-                              float(cfg.train.grad_clip or 0))
-            n = batch["images"].shape[0]
-            seen += n
-            values = {"loss": float(total.detach()), **{k: float(v) for k, v in parts.items()}}
-            if self.distributed and not self.gather:  # local losses: log their mean over ranks
-                values = self._mean_over_ranks(values)
-            for k, v in values.items():
-                sums[k] = sums.get(k, 0.0) + v
-            if self.is_main:
-                self.loss_watch(values["loss"], epoch, it)
-            step = epoch * iters + it
-            elapsed = time.perf_counter() - start
-            bar.set_postfix(loss=f"{values['loss']:.3f}", lr=f"{lr:.2e}",
-                            img_s=f"{seen * self.world_size / max(elapsed, 1e-9):.0f}")
-            bar.update(1)
-            if self.is_main and (it + 1) % max(1, int(cfg.train.log_period)) == 0:
-                for k, v in values.items():
-                    self.scalars.add(f"train/{k}", v, step)
-                self.scalars.add("train/lr", lr, step)
-            if self._stop_requested() and it + 1 < iters:
-                stopped = it + 1
-                break
-        bar.close()
-        if stopped:
-            self._stop_in_epoch(epoch, stopped, iters, sums)
-        done = max(1, min(iters, len(self.loader)))
-        means = {k: v / done for k, v in sums.items()}
-        elapsed = time.perf_counter() - start
-        if self.is_main:
-            terms = " ".join(f"{k} {v:.4f}" for k, v in means.items())
-            if counters:
-                terms += f" (samples without a mask: {sum(int(m.missing) for m in counters)})"
-            self.log.info(
-                f"epoch {epoch + 1}/{cfg.train.epochs} lr {lr:.2e} {terms} "
-                f"({seen * self.world_size / max(elapsed, 1e-9):.0f} img/s, {elapsed:.1f}s)"
-            )
-            self.scalars.add("epoch/loss", means.get("loss", math.nan), epoch + 1)
-        return means
+            stats.skip, stats.sums, stats.rng = int(partial["iteration"]), dict(partial["sums"]), partial["rng"]
+        return stats
+
+    def _autocast(self):
+        return autocast(self.device, self.amp)
+
+    def run_step(self, batch: dict[str, Any], epoch: int, it: int) -> dict[str, float]:
+        """Forward, losses, update; returns the step's loss terms (under DDP without gathered
+        outputs: their mean over the ranks). A non-finite loss stops before the update."""
+        if batch["images"].dtype != self.dtype:
+            batch = {**batch, "images": batch["images"].to(self.dtype)}
+        with self._autocast():
+            outputs = self.forward_model(batch["images"])
+            if self.gather:  # every rank computes the loss of the global batch
+                outputs = gather_outputs(outputs, batch["images"].shape[0])
+                total, parts = self.losses(outputs, gather_batch(batch))
+            else:
+                total, parts = self.losses(outputs, batch)
+        if not torch.isfinite(total):
+            raise non_finite_loss(total, parts, batch["images"], epoch, it)
+        backward_and_step(total, self.optimizer, self.scaler, self.model.parameters(),
+                          float(self.cfg.train.grad_clip or 0))
+        values = {"loss": float(total.detach()), **{k: float(v) for k, v in parts.items()}}
+        if self.distributed and not self.gather:  # local losses: log their mean over ranks
+            values = self._mean_over_ranks(values)
+        return values
 
     # ----------------------------------------------------------------------------- evaluation
 
     def _eval_model(self) -> torch.nn.Module:
-        return self.model if self.dtype == torch.float32 else _CastInput(self.model, self.dtype)
+        return self.model if self.dtype == torch.float32 else CastInput(self.model, self.dtype)
 
     def _mean_over_ranks(self, values: dict[str, float]) -> dict[str, float]:
         t = torch.tensor(list(values.values()), dtype=torch.float64,
@@ -440,14 +374,15 @@ class Trainer:
         dist.all_reduce(t)
         return dict(zip(values, (t / self.world_size).tolist()))
 
-    def _validation_evaluator(self) -> Evaluator | None:
+    def build_evaluator(self) -> Evaluator:
+        """The test protocol's evaluator (query against gallery of ``self.dataset``)."""
+        return Evaluator(self.cfg, self.dataset, self.device)
+
+    def build_validation_evaluator(self) -> Evaluator | None:
         """With ``train.select_on: val``: held-out training images (``dataset.val``) as queries
         against the training images as gallery, in the training label space."""
-        mode = self.cfg.train.select_on
-        if mode == "test":
+        if self.cfg.train.select_on == "test":
             return None
-        if mode != "val":
-            raise ConfigError(f"train.select_on must be 'test' or 'val', got '{mode}'")
         if not self.dataset.val:
             raise ConfigError(
                 f"train.select_on=val, but data set '{self.dataset.name}' holds out no validation images "
