@@ -3,6 +3,8 @@ computed here directly from the layer's submodules on the feature map entering i
 networks, random init, 64x32 input)."""
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -14,9 +16,12 @@ R18 = {"name": "resnet18", "last_stride": 1, "pretrained": False}
 SIZE = (64, 32)
 
 
-def tiny(name: str, **kwargs):
+@functools.lru_cache(maxsize=None)
+def tiny(name: str, num_parts: int = 24):
+    """A random-init network (built once per module: building is most of each test's time)."""
     torch.manual_seed(0)
-    return build_model({"name": name, "backbone": R18, **kwargs}, 5, input_size=SIZE).eval()
+    extra = {"num_parts": num_parts} if name == "lagnet" else {}
+    return build_model({"name": name, "backbone": R18, **extra}, 5, input_size=SIZE).eval()
 
 
 def images(n: int = 2) -> torch.Tensor:
