@@ -16,7 +16,7 @@ R18 = {"name": "resnet18", "last_stride": 1, "pretrained": False}
 SIZE = (64, 32)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tiny(name: str, num_parts: int = 24):
     """A random-init network (built once per module: building is most of each test's time)."""
     torch.manual_seed(0)

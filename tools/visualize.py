@@ -142,7 +142,8 @@ def cmc(args) -> Path:
     curves, ranks = {}, {}
     for name, run_path in zip(names, args.runs):
         if args.evaluate:
-            curves[name] = list(rank_checkpoint(run_checkpoint(run_path), args.overrides, args.device).cmc(args.max_rank))
+            ranking = rank_checkpoint(run_checkpoint(run_path), args.overrides, args.device)
+            curves[name] = list(ranking.cmc(args.max_rank))
         else:
             ranks[name], curves[name] = metrics_cmc(run_path)
     return cmc_figure(curves, args.out, ranks, "CMC" + ("" if args.evaluate else " (metrics.json: best epoch)"))

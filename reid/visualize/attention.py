@@ -17,8 +17,8 @@ Layers without a spatial map (CAM, RGA-C) are named in ``notes``.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -141,7 +141,7 @@ def collect_maps(model: nn.Module, x: torch.Tensor,
             columns.append(MapColumn(f"RGA-S {short_name(model, name)}", spatial))
     if any(m.channel is not None for _, m in _layers(model, RGA)):
         notes.append("RGA-C weights channels: no spatial map")
-    for name, module in _layers(model, MaskGuidedAttention):
+    for name, _module in _layers(model, MaskGuidedAttention):
         if name not in outputs:
             continue
         maps = outputs[name].maps
@@ -150,8 +150,9 @@ def collect_maps(model: nn.Module, x: torch.Tensor,
             columns.append(MapColumn(f"MMGA {name} {part}", maps[:, m]))
     las_outputs = {n: outputs[n] for n, _ in _layers(model, LAS) if n in outputs}
     for name, out in las_outputs.items():
+        place = "" if len(las_outputs) == 1 else f" {name}"
         for k in range(min(las_top, out.attention.shape[1])):
-            columns.append(MapColumn(f"LAS top-{k + 1} map", out.attention[:, k]))
+            columns.append(MapColumn(f"LAS{place} top-{k + 1} map", out.attention[:, k]))
     for name, module in _layers(model, BADropBlock):
         source = next((out for n, out in las_outputs.items() if _parent(n) == _parent(name)), None)
         if source is None:
