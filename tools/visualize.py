@@ -105,8 +105,10 @@ def ranked(args) -> Path:
 
     names = args.names or [str(c) for c in args.checkpoints]
     first = rank_checkpoint(run_checkpoint(args.checkpoints[0]), args.overrides, args.device, name=names[0])
-    second = rank_checkpoint(run_checkpoint(args.checkpoints[1]), args.overrides, args.device,
-                             dataset=first.dataset, name=names[1])
+    second = rank_checkpoint(run_checkpoint(args.checkpoints[1]), args.overrides, args.device, name=names[1])
+    if second.cfg.dataset != first.cfg.dataset:  # rank B on A's data set: the same queries
+        second = rank_checkpoint(run_checkpoint(args.checkpoints[1]), args.overrides, args.device,
+                                 dataset=first.dataset, name=names[1])
     queries = pick_queries(first.valid_queries(), args.queries)
     titles = [f"{r.name}: rank-1 {100 * r.cmc(1)[0]:.1f}%" for r in (first, second)]
     return ranked_pair_figure([first.grid(queries, args.topk), second.grid(queries, args.topk)], titles, args.out,
@@ -117,7 +119,7 @@ def ranked(args) -> Path:
 def per_dataset(args) -> Path:
     from reid.visualize.figures import stacked_rows_figure
     from reid.visualize.ranking import rank_checkpoint
-    from reid.visualize.runs import run_checkpoint
+    from reid.visualize.runs import run_checkpoint, run_folder
 
     rows, labels = [], []
     for run_path in args.runs:
@@ -127,7 +129,7 @@ def per_dataset(args) -> Path:
             raise UserError(f"{run_path}: no query has a true match")
         q = int(valid[min(args.query_index, len(valid) - 1)])
         rows.append(r.grid([q], args.topk))
-        labels.append(f"{r.dataset.name}\n{r.cfg.model.name}")
+        labels.append(f"{r.dataset.name}\n{run_folder(run_path).name}\n({r.cfg.model.name})")
     return stacked_rows_figure(rows, labels, args.out)
 
 

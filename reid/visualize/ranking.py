@@ -51,14 +51,23 @@ class Ranking:
             self.q_camids[q], self.g_camids, topk=topk, ignore_same_camera=self.dataset.protocol != "hands"))
 
 
+#: Rankings of this process by (checkpoint, overrides, device), for several figures of one run.
+_CACHE: dict[tuple, Ranking] = {}
+
+
 def rank_checkpoint(checkpoint: str | Path, overrides: Sequence[str] = (), device: str = "cpu",
                     dataset: ReidDataset | None = None, name: str | None = None) -> Ranking:
     """Evaluate ``checkpoint`` (its own config with ``overrides``) on ``dataset`` (default: the data
-    set of its config) and keep the first draw's distances and images."""
+    set of its config) and keep the first draw's distances and images. Results on the config's own
+    data set are kept for the process (one evaluation per checkpoint for several figures)."""
+    key = (str(Path(checkpoint).resolve()), tuple(overrides), str(device))
+    if dataset is None and key in _CACHE:
+        return dataclasses.replace(_CACHE[key], name=name or _CACHE[key].name)
     from reid.data import build_dataset
     from reid.engine import Evaluator
 
     model, cfg = load_run_model(checkpoint, device, overrides)
+    own = dataset is None
     dataset = dataset if dataset is not None else build_dataset(cfg)
     evaluator = Evaluator(cfg, dataset, torch.device(device))
     evaluator.evaluate(model)
@@ -68,7 +77,10 @@ def rank_checkpoint(checkpoint: str | Path, overrides: Sequence[str] = (), devic
     gi = [evaluator.index[s] for s in gallery]
     dist = evaluator.distances(feats[qi].to(device), feats[gi].to(device)).cpu().numpy()
     images = np.asarray(evaluator.images)
-    return Ranking(name or str(checkpoint), cfg, dataset, dist,
-                   np.array([s.pid for s in query]), np.array([s.pid for s in gallery]),
-                   np.array([s.camid for s in query]), np.array([s.camid for s in gallery]),
-                   images[qi], images[gi])
+    ranking = Ranking(name or str(checkpoint), cfg, dataset, dist,
+                      np.array([s.pid for s in query]), np.array([s.pid for s in gallery]),
+                      np.array([s.camid for s in query]), np.array([s.camid for s in gallery]),
+                      images[qi], images[gi])
+    if own:
+        _CACHE[key] = ranking
+    return ranking
