@@ -19,6 +19,7 @@ from reid.data.store import INTERPOLATIONS
 from reid.data.transforms import to_input
 from reid.engine.checkpoint import CheckpointError, load_checkpoint
 from reid.models import build_model
+from reid.registry import UserError
 
 
 def checkpoint_config(config: dict, overrides: Sequence[str] = ()) -> Config:
@@ -49,11 +50,14 @@ def read_images(paths: Sequence[str | Path], size: Sequence[int], interpolation:
     resample = INTERPOLATIONS[interpolation]
     out = np.empty((len(paths), int(size[0]), int(size[1]), 3), np.uint8)
     for i, p in enumerate(paths):
-        with Image.open(p) as im:
-            im = im.convert("RGB")
-            if im.size != (size[1], size[0]):
-                im = im.resize((int(size[1]), int(size[0])), resample)
-            out[i] = np.asarray(im, dtype=np.uint8)
+        try:
+            with Image.open(p) as im:
+                im = im.convert("RGB")
+                if im.size != (size[1], size[0]):
+                    im = im.resize((int(size[1]), int(size[0])), resample)
+                out[i] = np.asarray(im, dtype=np.uint8)
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{p}: cannot read image ({exc})") from None
     return out
 
 

@@ -97,6 +97,8 @@ def training_series(run: str | Path) -> dict[str, dict[str, tuple[list[float], l
     Loss: the per-epoch mean (``epoch/loss``), lr: per step converted to epochs (``train/lr``), from
     ``tb/``, else from ``log.txt``; evaluation: mAP and rank-1 of ``metrics.json``'s history.
     """
+    if not run_folder(run).is_dir():
+        raise UserError(f"{run}: no such run folder")
     scalars = read_scalars(run)
     series: dict[str, dict[str, tuple[list[float], list[float]]]] = {"loss": {}, "lr": {}, "evaluation (%)": {}}
     if "epoch/loss" in scalars:
