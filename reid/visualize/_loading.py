@@ -34,7 +34,13 @@ def checkpoint_config(config: dict, overrides: Sequence[str] = ()) -> Config:
 def load_run_model(checkpoint: str | Path, device: str | torch.device = "cpu",
                    overrides: Sequence[str] = ()) -> tuple[torch.nn.Module, Config]:
     """(model in eval mode on ``device``, the checkpoint's config with ``overrides``) for a
-    checkpoint written by reid."""
+    checkpoint written by reid: ``reid.inference.load_model`` where that package exists."""
+    try:
+        from reid.inference import load_model
+    except ImportError:  # a tree without reid.inference: the same from the checkpoint's keys
+        load_model = None
+    if load_model is not None:
+        return load_model(checkpoint, device, overrides=list(overrides))
     state = load_checkpoint(checkpoint)
     if "config" not in state or "num_classes" not in state:
         raise CheckpointError(f"{checkpoint}: has no 'config'/'num_classes'; it was not written by "
