@@ -117,3 +117,38 @@ def test_curves_and_cmc_figures_from_run_folders(tmp_path):
         assert cli.main([*argv, "--out", str(out)]) == 0
         with Image.open(out) as im:
             assert im.size[0] > 200 and im.size[1] > 150
+
+
+def hand_ranking(name: str, protocol: str = "market"):
+    """3 queries x 4 gallery images (8x4 pixels); query 2's identity is only seen by its own camera."""
+    from reid.config import Config
+    from reid.data.datasets.base import ReidDataset
+    from reid.visualize.ranking import Ranking
+
+    dist = np.array([[0.1, 0.2, 0.3, 0.4], [0.4, 0.3, 0.2, 0.1], [0.1, 0.5, 0.5, 0.5]])
+    return Ranking(name, Config.wrap({"model": {"name": "bot"}, "dataset": {"name": "toy"}}),
+                   ReidDataset("toy", train=[], query=[], gallery=[], protocol=protocol), dist,
+                   np.array([1, 2, 3]), np.array([1, 2, 1, 3]), np.array([0, 0, 0]), np.array([1, 1, 1, 0]),
+                   np.zeros((3, 8, 4, 3), np.uint8), np.full((4, 8, 4, 3), 200, np.uint8))
+
+
+def test_ranking_cmc_and_valid_queries_by_hand():
+    r = hand_ranking("a")
+    assert r.valid_queries().tolist() == [True, True, False]  # query 2 (pid 3, cam 0): gallery pid 3 is cam 0
+    # query 0: first true match (g0) at rank 1; query 1: nearest is g3 (pid 3), then g2 (pid 1), g1 (pid 2): rank 3
+    assert r.cmc(4).tolist() == [0.5, 0.5, 1.0, 1.0]
+
+
+def test_ranked_per_dataset_and_cmc_commands_draw_the_rankings(monkeypatch, tmp_path):
+    pytest.importorskip("matplotlib")
+    from reid.visualize import ranking
+
+    monkeypatch.setattr(ranking, "rank_checkpoint", lambda ck, *a, name=None, **k: hand_ranking(name or str(ck)))
+    ck = tmp_path / "model.pth"
+    ck.write_bytes(b"")
+    for argv in (["ranked", "--checkpoints", str(ck), str(ck), "--queries", "2", "--topk", "3"],
+                 ["per-dataset", "--runs", str(ck), str(ck), "--topk", "3"],
+                 ["cmc", "--runs", str(ck), str(ck), "--names", "A", "B", "--evaluate", "--max-rank", "4"]):
+        out = tmp_path / f"{argv[0]}.png"
+        assert cli.main([*argv, "--out", str(out)]) == 0
+        assert out.stat().st_size > 0
