@@ -155,7 +155,7 @@ def curves(args) -> Path:
     from reid.visualize.figures import curves_figure
     from reid.visualize.runs import run_folder, training_series
 
-    return curves_figure(training_series(args.run), args.out, str(run_folder(args.run)))
+    return curves_figure(training_series(args.run), args.out, f"run {run_folder(args.run).resolve().name}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -52,7 +52,7 @@ def main() -> int:
     images = [str(MINI / "query" / q) for q in QUERIES]
     runs = [args.global_run, args.laganet_run]
     commands = [
-        ["curves", "--run", args.laganet_run, "--out", f"{out}/curves.png"],
+        ["curves", "--run", args.global_run, "--out", f"{out}/curves.png"],
         ["cmc", "--runs", *runs, "--names", "global rung", "LAGA-Net", "--evaluate", "--out", f"{out}/cmc.png"],
         ["ranked", "--checkpoints", *runs, "--names", "global rung", "LAGA-Net", "--queries", "4", "--topk", "8",
          "--out", f"{out}/ranked.png"],
