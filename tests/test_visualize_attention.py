@@ -166,3 +166,29 @@ def test_grad_cam_uses_the_last_blocks_of_each_path(name, monkeypatch):
     assert len(used) == (4 if name == "laganet" else 1)
     assert all(s[1] == 512 for s in used)  # ResNet-18 layer4 width
     assert torch.isfinite(cam).all()
+
+
+def test_mmga_ground_truth_masks_sit_beside_the_predicted_maps(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from reid.visualize.attention import figure_columns, read_masks
+
+    (tmp_path / "query").mkdir()
+    (tmp_path / "masks" / "query").mkdir(parents=True)
+    paths = [str(tmp_path / "query" / f"000{i}_c1s1_000000_00.jpg") for i in range(2)]
+    labels = np.zeros((8, 4), np.uint8)
+    labels[1:4] = 5   # upper clothes (LIP)
+    labels[4:7] = 9   # pants
+    Image.fromarray(labels).save(tmp_path / "masks" / "query" / "0000_c1s1_000000_00.png")  # image 1 has none
+    masks, found = read_masks(paths, SIZE)
+    assert found == [True, False]
+    whole, upper, lower = masks[0]
+    assert tuple(whole.shape) == SIZE and whole.sum() == 48 * 32  # label rows 1..6 of 8, x8 nearest: 48 rows
+    assert upper[8:32].eq(1).all() and upper[32:].eq(0).all() and lower[32:56].eq(1).all()
+    assert masks[1].eq(0).all()
+    cols = figure_columns(tiny("mmga"), images(), masks=(masks, found), cam_target="norm")
+    labels = [c.label.split("\n")[0] for c in cols.columns]
+    assert labels == ["MMGA module1 whole", "MMGA module2 whole", "MMGA module2 upper", "MMGA module2 lower",
+                      "mask whole", "mask upper", "mask lower", "Grad-CAM"]
+    assert any("no ground-truth mask" in n for n in cols.notes)
