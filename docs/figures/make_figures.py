@@ -1,0 +1,74 @@
+#!/usr/bin/env python
+"""Regenerate the figures of docs/figures/ (README "Visualising") with tools/visualize.py.
+
+    python docs/figures/make_figures.py --global-run RUN_A --laganet-run RUN_B [--out docs/figures]
+
+RUN_A / RUN_B: run folders of the LAGA-Net ladder's global rung and full LAGA-Net on the Market-1501
+mini set (how the committed figures were made: docs/figures/README.md). The commands are the ones a
+user types; they run in one process so that each checkpoint is evaluated once. The attention grids
+of RGA-Net, MMGA and LAG-Net use random-init ResNet-18 networks at 64x32 (no trained run of theirs).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+MINI = ROOT.parent / "shared" / "data" / "market1501-mini" / "Market-1501-v15.09.15"
+QUERIES = ["0007_c1s6_028546_04.jpg", "0299_c4s5_007429_01.jpg", "0788_c6s2_106643_01.jpg"]
+
+
+def random_init_checkpoint(name: str, folder: Path) -> Path:
+    """A random-init ResNet-18 ``name`` at 64x32 saved as tools/train.py saves checkpoints."""
+    import torch
+
+    from reid.config import load_config
+    from reid.engine.checkpoint import save_checkpoint, to_plain
+    from reid.models import build_model
+
+    extra = ["model.num_parts=8"] if name == "lagnet" else []
+    cfg = load_config(ROOT / "configs" / "quickstart.yaml", [f"model.name={name}", *extra])
+    torch.manual_seed(0)
+    model = build_model(cfg.model, 10, input_size=cfg.input.size)
+    path = folder / f"{name}_random_init.pth"
+    save_checkpoint({"model": model.state_dict(), "config": to_plain(cfg.to_dict()), "num_classes": 10}, path)
+    return path
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    ap.add_argument("--global-run", required=True)
+    ap.add_argument("--laganet-run", required=True)
+    ap.add_argument("--out", default=str(ROOT / "docs" / "figures"))
+    args = ap.parse_args()
+    spec = importlib.util.spec_from_file_location("visualize", ROOT / "tools" / "visualize.py")
+    vis = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(vis)
+    out = Path(args.out)
+    images = [str(MINI / "query" / q) for q in QUERIES]
+    runs = [args.global_run, args.laganet_run]
+    commands = [
+        ["curves", "--run", args.global_run, "--out", f"{out}/curves.png"],
+        ["cmc", "--runs", *runs, "--names", "global rung", "LAGA-Net", "--evaluate", "--out", f"{out}/cmc.png"],
+        ["ranked", "--checkpoints", *runs, "--names", "global rung", "LAGA-Net", "--queries", "4", "--topk", "8",
+         "--out", f"{out}/ranked.png"],
+        ["per-dataset", "--runs", *runs, "--topk", "8", "--out", f"{out}/per_dataset.png"],
+        ["attention", "--checkpoint", f"{args.laganet_run}/checkpoints/best.pth", "--images", *images,
+         "--query-positions", "0.3,0.5", "0.75,0.5", "--out", f"{out}/attention_laganet.png"],
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in ("rganet", "mmga", "lagnet"):
+            commands.append(["attention", "--checkpoint", str(random_init_checkpoint(name, Path(tmp))),
+                             "--images", *images[:2], "--out", f"{out}/attention_{name}_random_init.png"])
+        for argv in commands:
+            print("$ python tools/visualize.py " + " ".join(argv), flush=True)
+            vis.main(argv)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
