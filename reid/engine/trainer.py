@@ -21,6 +21,7 @@ from reid.data import build_dataset, build_train_loader
 from reid.data.datasets.base import ReidDataset
 from reid.losses import build_losses
 from reid.models import build_model
+from reid.models.checkpointing import checkpoint_modules
 from reid.registry import ConfigError
 
 from .checkpoint import CheckpointError, load_checkpoint, model_state, save_checkpoint, to_plain
@@ -142,6 +143,7 @@ class Trainer:
         self.dtype = DTYPES[cfg.train.dtype]
         self.model = build_model(cfg.model, self.dataset.num_train_ids,
                                  input_size=cfg.input.size).to(self.device, self.dtype)
+        checkpoint_modules(self.model, cfg.train.checkpoint_modules)
         if self.distributed and cfg.train.sync_bn:
             self.model = convert_sync_bn(self.model, self.device)
         if cfg.train.channels_last:
