@@ -27,8 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from reid.config import load_config  # noqa: E402
-from reid.engine.cost import AllocationPeak  # noqa: E402
-from reid.engine.step_time import TrainStep, random_batch, step_memory  # noqa: E402
+from reid.engine.step_time import TrainStep, counted_step, random_batch, step_memory  # noqa: E402
 from reid.models import build_model  # noqa: E402
 from reid.models.build import count  # noqa: E402
 
@@ -54,7 +53,7 @@ def main() -> int:
             f"total GiB | fits {args.fit_gib:g} GiB |" + (" check: P=8 counted / predicted |" if args.check else ""),
             "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |" + (" ---: |" if args.check else "")]
     for name in models:
-        overrides = ["device=cpu", "model.backbone.pretrained=false", f"train.amp={args.amp}", *args.override]
+        overrides = ["device=cpu", "model.backbone.pretrained=false", f"train.amp='{args.amp}'", *args.override]
         if args.checkpoint_modules is not None:
             overrides.append(f"train.checkpoint_modules=[{','.join(args.checkpoint_modules)}]")
         cfg = load_config(ROOT / CONFIGS[name], overrides)
@@ -66,11 +65,10 @@ def main() -> int:
         if args.check:
             train = TrainStep(cfg, model)
             train.step(random_batch(cfg, train.device, num_ids=2))
-            with AllocationPeak() as peak:
-                train.step(random_batch(cfg, train.device, num_ids=8))
+            first, kept, update = counted_step(train, random_batch(cfg, train.device, num_ids=8))
             b = 8 * int(cfg.sampler.num_instances)
-            predicted = m["step_fixed"] + m["per_image"] * b
-            check = f" {peak.bytes / 2**30:.3f} / {predicted / 2**30:.3f} |"
+            predicted = max(m["backward_fixed"] + m["per_image"] * b, m["update"])
+            check = f" {max(first, kept + update) / 2**30:.3f} / {predicted / 2**30:.3f} |"
         h, w = cfg.input.size
         gib = 2**30
         rows.append(f"| {name} | {h}x{w} x {m['batch']} | {params / 1e6:.1f} M | {m['resident'] / gib:.2f} | "

@@ -106,7 +106,7 @@ class AllocationPeak:
     other load and of how the host's allocator keeps freed memory.
 
     ``with AllocationPeak() as peak: work()`` then ``peak.bytes`` (peak) and ``peak.end_bytes``
-    (still allocated at the end). The profiler slows the work (a few per cent for large ops)."""
+    (still allocated at the end). The profiler slows the work (a few per cent for large ops); blocks do not nest."""
 
     def __init__(self, device: torch.device | str = "cpu"):
         self.device = torch.device(device)

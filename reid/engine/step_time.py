@@ -72,6 +72,23 @@ class TrainStep:
             total, _ = self.losses(self.model(batch["images"]), batch)
         return total
 
+    def forward_backward(self, batch: dict[str, torch.Tensor]) -> None:
+        """The step's first phase: forward, losses, backward (gradients accumulate)."""
+        total = self.forward(batch)
+        (self.scaler.scale(total) if self.scaler else total).backward()
+
+    def update(self) -> None:
+        """The step's second phase: gradient clipping and the optimiser step."""
+        if self.scaler:
+            self.scaler.unscale_(self.optimizer)
+        if self.cfg.train.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), float(self.cfg.train.grad_clip))
+        if self.scaler:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+
     def step(self, batch: dict[str, torch.Tensor], total: torch.Tensor | None = None) -> None:
         total = self.forward(batch) if total is None else total
         backward_and_step(total, self.optimizer, self.scaler, self.model.parameters(),
@@ -117,36 +134,51 @@ def time_train_step(cfg: Any, model: nn.Module, steps: int = 2, warmup: int = 1,
     return out
 
 
+def counted_step(train: TrainStep, batch: dict[str, torch.Tensor]) -> tuple[int, int, int]:
+    """One training step from no gradients, its two phases counted apart (they peak on different
+    things): (forward + backward peak, gradients and what else stays after backward, optimiser-step
+    peak above that). The step's peak is ``max(first, kept + update)``."""
+    train.optimizer.zero_grad(set_to_none=True)  # gradients are counted from nothing, as part of the step
+    with AllocationPeak(train.device) as backward:
+        train.forward_backward(batch)
+    with AllocationPeak(train.device) as update:
+        train.update()
+    return backward.bytes, backward.end_bytes, update.bytes
+
+
 def step_memory(cfg: Any, model: nn.Module, probe_ids: tuple[int, int] = (2, 4)) -> dict[str, Any]:
     """The memory a training step of ``cfg``'s P x K batch needs: the tensors it allocates, what
     ``torch.cuda.max_memory_allocated`` reports on a GPU (the CUDA context, cuDNN workspaces and the
     caching allocator's rounding come on top there; the host's allocator on CPU).
 
-    resident: weights, buffers and optimiser state (measured after one step); the step's own peak
-    (activations kept for backward, gradients, temporaries) is counted exactly
-    (:class:`~reid.engine.cost.AllocationPeak`) at P = ``probe_ids`` (K as configured) and extended
-    linearly in the batch to the config's P: the step grows by ``per_image`` bytes per image.
-    Returns {resident, weights, optimizer, step_fixed, per_image, batch, total, probes: [(B, peak)]}.
-    The model's weights are changed by the optimiser steps."""
+    resident: weights, buffers and optimiser state (measured after one step). The step is counted
+    exactly (:class:`~reid.engine.cost.AllocationPeak`) at P = ``probe_ids`` (K as configured) in two
+    phases: forward + backward, whose peak (activations kept for backward, gradients, temporaries)
+    grows linearly in the batch and is extended to the config's P (``per_image`` bytes per image);
+    and the optimiser step, whose peak (gradients plus the update's temporaries) does not depend on
+    the batch. step = the larger of the two.
+    Returns {weights, optimizer, resident, backward_fixed, per_image, update, batch, step, total,
+    probes: [(B, step peak)], device, amp}. The model's weights are changed by the optimiser steps."""
     train = TrainStep(cfg, model)
     k = int(cfg.sampler.num_instances)
     train.step(random_batch(cfg, train.device, num_ids=probe_ids[0]))  # optimiser state exists now
-    probes = []
+    probes, backward, update = [], [], 0
     for p in probe_ids:
         batch = random_batch(cfg, train.device, num_ids=p)
-        with AllocationPeak(train.device) as peak:
-            train.step(batch)
-        probes.append((p * k, peak.bytes))
+        first, kept, upd = counted_step(train, batch)
+        backward.append(first)
+        update = max(update, kept + upd)
+        probes.append((p * k, max(first, kept + upd)))
         del batch
-    (b1, m1), (b2, m2) = probes
-    per_image = (m2 - m1) / (b2 - b1)
+    (b1, _), (b2, _) = probes
+    per_image = (backward[1] - backward[0]) / (b2 - b1)
     weights = tensor_bytes(list(train.model.parameters()) + list(train.model.buffers()))
     optimizer = optimizer_state_bytes(train.optimizer)
     batch_size = int(cfg.sampler.num_ids) * k
-    step = m1 + per_image * (batch_size - b1)
+    step = max(backward[0] + per_image * (batch_size - b1), update)
     return {"weights": weights, "optimizer": optimizer, "resident": weights + optimizer,
-            "step_fixed": m1 - per_image * b1, "per_image": per_image, "batch": batch_size,
-            "step": step, "total": weights + optimizer + step, "probes": probes,
+            "backward_fixed": backward[0] - per_image * b1, "per_image": per_image, "update": update,
+            "batch": batch_size, "step": step, "total": weights + optimizer + step, "probes": probes,
             "device": str(train.device), "amp": str(train.dtype).replace("torch.", "") if train.dtype else "off"}
 
 
@@ -174,7 +206,8 @@ def format_step_time(t: dict[str, Any]) -> str:
             lines.append(f"achieved: {t['gflops_per_s']:,.1f} GFLOP/s = {t['gflops_per_s'] / t['peak_gflops']:.0%} "
                          f"of this device's fp32 matrix-product peak ({t['peak_gflops']:,.1f} GFLOP/s, measured)")
         if t.get("peak_bytes") is not None:
-            where = "GPU memory allocated" if t["device"].startswith("cuda") else "resident memory (RSS)"
+            where = "GPU memory allocated" if t["device"].startswith("cuda") else \
+                "resident memory (RSS; includes the host allocator's kept heap: see the next line for the tensors)"
             lines.append(f"peak memory of a step: {t['peak_bytes'] / 2**30:.2f} GiB of {where} "
                          "above the model's weights (activations, gradients, optimiser state)")
     return "\n".join(lines)
