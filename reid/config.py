@@ -111,6 +111,9 @@ DEFAULTS: dict[str, Any] = {
         "checkpoint_period": 1,  # epochs between 'last' checkpoints
         "channels_last": False,
         "compile": False,
+        # activation checkpointing: modules (name patterns, e.g. "branches.*.stages") whose activations
+        # are recomputed in backward instead of kept (memory for time; see docs/model_zoo.md)
+        "checkpoint_modules": [],
         "eval_before": False,  # evaluate the untrained model first (printed as 'before')
         "select_on": "test",  # which metrics pick checkpoints/best.pth: test | val (held-out train images)
         "sync_bn": False,  # DDP: batch-norm statistics over the global batch (SyncBN)

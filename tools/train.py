@@ -34,7 +34,14 @@ def main() -> int:
     cfg = load_config(args.config, overrides)
     if args.summary:
         from reid.data import train_identities
-        from reid.engine.step_time import format_step_time, format_training_length, time_train_step, training_length
+        from reid.engine.step_time import (
+            format_step_memory,
+            format_step_time,
+            format_training_length,
+            step_memory,
+            time_train_step,
+            training_length,
+        )
         from reid.models import build_model, summary
 
         backbone = cfg.model.get("backbone") if hasattr(cfg.model, "get") else None
@@ -47,6 +54,7 @@ def main() -> int:
         print(summary(model))
         if args.summary_steps > 0:
             print(format_step_time(time_train_step(cfg, model, steps=args.summary_steps)))
+            print(format_step_memory(step_memory(cfg, model)))
         return 0
     from reid.engine.distributed import launch
 

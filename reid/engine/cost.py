@@ -97,3 +97,54 @@ class PeakMemory:
             self.bytes = torch.cuda.max_memory_allocated(self.device) - self._start
         elif self._start >= 0:
             self.bytes = _status_kib("VmHWM") * 1024 - self._start
+
+
+class AllocationPeak:
+    """The peak of tensor memory allocated inside a block, above what was allocated at its start,
+    counted exactly from the allocator's records (``torch.profiler`` with ``profile_memory``): the
+    quantity ``torch.cuda.max_memory_allocated`` reports on a GPU, on any device, independent of
+    other load and of how the host's allocator keeps freed memory.
+
+    ``with AllocationPeak() as peak: work()`` then ``peak.bytes`` (peak) and ``peak.end_bytes``
+    (still allocated at the end). The profiler slows the work (a few per cent for large ops); blocks do not nest."""
+
+    def __init__(self, device: torch.device | str = "cpu"):
+        self.device = torch.device(device)
+        self.bytes = 0
+        self.end_bytes = 0
+
+    def __enter__(self) -> AllocationPeak:
+        from torch.profiler import ProfilerActivity, profile
+
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self.device.type == "cuda" else [])
+        self._prof = profile(activities=activities, profile_memory=True)
+        self._prof.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._prof.__exit__(*exc)
+        if exc[0] is not None:
+            return
+        want = "CUDA" if self.device.type == "cuda" else "CPU"
+        records = sorted((e.start_ns(), e.nbytes()) for e in self._prof.profiler.kineto_results.events()
+                         if e.name() == "[memory]" and want in str(e.device_type()))
+        current = peak = 0
+        for _, nbytes in records:
+            current += nbytes
+            peak = max(peak, current)
+        self.bytes, self.end_bytes = peak, current
+
+
+def tensor_bytes(tensors) -> int:
+    """Bytes of the distinct storages behind ``tensors`` (an iterable of tensors)."""
+    seen: dict[int, int] = {}
+    for t in tensors:
+        if isinstance(t, torch.Tensor) and t.device.type != "meta":
+            storage = t.untyped_storage()
+            seen[storage.data_ptr()] = storage.nbytes()
+    return sum(seen.values())
+
+
+def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    """Bytes of an optimiser's state tensors (momentum, Adam moments; empty before the first step)."""
+    return tensor_bytes(v for state in optimizer.state.values() for v in state.values())

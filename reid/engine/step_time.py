@@ -22,23 +22,80 @@ from reid.data import DatasetError, build_dataset
 from reid.data.datasets import PUBLISHED
 from reid.data.sampler import batches_per_epoch
 from reid.engine.amp import amp_dtype, autocast, backward_and_step
-from reid.engine.cost import FlopCount, PeakMemory, matmul_peak_gflops
+from reid.engine.cost import (
+    AllocationPeak,
+    FlopCount,
+    PeakMemory,
+    matmul_peak_gflops,
+    optimizer_state_bytes,
+    tensor_bytes,
+)
 from reid.engine.device import resolve_device
 from reid.engine.host_memory import keep_freed_host_memory
 from reid.engine.optim import build_optimizer
 from reid.losses import build_losses
+from reid.models.checkpointing import checkpoint_modules
 
 
-def random_batch(cfg: Any, device: torch.device, seed: int = 0) -> dict[str, torch.Tensor]:
+def random_batch(cfg: Any, device: torch.device, seed: int = 0, num_ids: int | None = None) -> dict[str, torch.Tensor]:
     """images [P*K, 3, H, W] (normalised-looking), pids in P x K order, binary masks [P*K, 3, H, W]
-    with every ``mask_valid`` [P*K] flag true (the training batch's keys)."""
-    p, k = int(cfg.sampler.num_ids), int(cfg.sampler.num_instances)
+    with every ``mask_valid`` [P*K] flag true (the training batch's keys); P from the config
+    unless ``num_ids`` is given."""
+    p, k = int(num_ids or cfg.sampler.num_ids), int(cfg.sampler.num_instances)
     h, w = int(cfg.input.size[0]), int(cfg.input.size[1])
     g = torch.Generator().manual_seed(seed)
     return {"images": torch.randn(p * k, 3, h, w, generator=g).to(device),
             "pids": torch.arange(p).repeat_interleave(k).to(device),
             "masks": (torch.rand(p * k, 3, h, w, generator=g) > 0.5).to(device),
             "mask_valid": torch.ones(p * k, dtype=torch.bool, device=device)}
+
+
+class TrainStep:
+    """The trainer's step for ``model`` under ``cfg``: forward under the configured autocast, the
+    configured losses, backward, gradient clipping, optimiser step (``step(batch)``)."""
+
+    def __init__(self, cfg: Any, model: nn.Module):
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        if self.device.type == "cpu":
+            keep_freed_host_memory()
+        self.model = model.to(self.device).train()
+        checkpoint_modules(self.model, cfg.train.checkpoint_modules)
+        if cfg.train.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.losses = build_losses(cfg.losses).to(self.device)
+        self.optimizer = build_optimizer(cfg.optimizer, self.model)
+        self.dtype = amp_dtype(cfg.train.amp, self.device)
+        self.scaler = torch.amp.GradScaler("cuda") if self.dtype == torch.float16 else None
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        with autocast(self.device, self.dtype):
+            total, _ = self.losses(self.model(batch["images"]), batch)
+        return total
+
+    def forward_backward(self, batch: dict[str, torch.Tensor]) -> None:
+        """The step's first phase: forward, losses, backward (gradients accumulate)."""
+        total = self.forward(batch)
+        (self.scaler.scale(total) if self.scaler else total).backward()
+
+    def update(self) -> None:
+        """The step's second phase: gradient clipping and the optimiser step."""
+        if self.scaler:
+            self.scaler.unscale_(self.optimizer)
+        if self.cfg.train.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), float(self.cfg.train.grad_clip))
+        if self.scaler:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+
+    def step(self, batch: dict[str, torch.Tensor], total: torch.Tensor | None = None) -> None:
+        total = self.forward(batch) if total is None else total
+        backward_and_step(total, self.optimizer, self.scaler, self.model.parameters(),
+                          float(self.cfg.train.grad_clip or 0))
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
 
 
 def time_train_step(cfg: Any, model: nn.Module, steps: int = 2, warmup: int = 1,
@@ -49,44 +106,24 @@ def time_train_step(cfg: Any, model: nn.Module, steps: int = 2, warmup: int = 1,
     first warm-up step), gflops_per_s (train FLOPs / seconds), peak_gflops (the device's measured
     fp32 matrix-product rate), peak_bytes (memory the steps add at their peak over the model's own,
     None where unknown). The model's weights are changed by the optimiser steps."""
-    device = resolve_device(cfg.device)
-    if device.type == "cpu":
-        keep_freed_host_memory()
-    model = model.to(device).train()
-    if cfg.train.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    losses = build_losses(cfg.losses).to(device)
-    optimizer = build_optimizer(cfg.optimizer, model)
-    dtype = amp_dtype(cfg.train.amp, device)
-    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+    train = TrainStep(cfg, model)
+    device = train.device
     batch = random_batch(cfg, device)
-
-    def forward() -> torch.Tensor:
-        with autocast(device, dtype):
-            total, _ = losses(model(batch["images"]), batch)
-        return total
-
-    def step(total: torch.Tensor | None = None) -> None:
-        total = forward() if total is None else total
-        backward_and_step(total, optimizer, scaler, model.parameters(), float(cfg.train.grad_clip or 0))
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
     out: dict[str, Any] = {}
     peak = PeakMemory(device)
     with peak:
         for i in range(max(warmup, 1 if cost else 0)):
             if cost and i == 0:
                 with FlopCount() as fwd:
-                    total = forward()
+                    total = train.forward(batch)
                 with FlopCount() as rest:
-                    step(total)
+                    train.step(batch, total)
                 out["forward_flops"], out["train_flops"] = fwd.total, fwd.total + rest.total
             else:
-                step()
+                train.step(batch)
         start = time.perf_counter()
         for _ in range(steps):
-            step()
+            train.step(batch)
         seconds = (time.perf_counter() - start) / max(steps, 1)
     n = int(batch["images"].shape[0])
     out.update({"seconds": seconds, "images_per_s": n / seconds, "batch": n,
@@ -96,6 +133,65 @@ def time_train_step(cfg: Any, model: nn.Module, steps: int = 2, warmup: int = 1,
         out["peak_gflops"] = matmul_peak_gflops(device)
         out["peak_bytes"] = peak.bytes
     return out
+
+
+def counted_step(train: TrainStep, batch: dict[str, torch.Tensor]) -> tuple[int, int, int]:
+    """One training step from no gradients, its two phases counted apart (they peak on different
+    things): (forward + backward peak, gradients and what else stays after backward, optimiser-step
+    peak above that). The step's peak is ``max(first, kept + update)``."""
+    train.optimizer.zero_grad(set_to_none=True)  # gradients are counted from nothing, as part of the step
+    with AllocationPeak(train.device) as backward:
+        train.forward_backward(batch)
+    with AllocationPeak(train.device) as update:
+        train.update()
+    return backward.bytes, backward.end_bytes, update.bytes
+
+
+def step_memory(cfg: Any, model: nn.Module, probe_ids: tuple[int, int] = (2, 4)) -> dict[str, Any]:
+    """The memory a training step of ``cfg``'s P x K batch needs: the tensors it allocates, what
+    ``torch.cuda.max_memory_allocated`` reports on a GPU (the CUDA context, cuDNN workspaces and the
+    caching allocator's rounding come on top there; the host's allocator on CPU).
+
+    resident: weights, buffers and optimiser state (measured after one step). The step is counted
+    exactly (:class:`~reid.engine.cost.AllocationPeak`) at P = ``probe_ids`` (K as configured) in two
+    phases: forward + backward, whose peak (activations kept for backward, gradients, temporaries)
+    grows linearly in the batch and is extended to the config's P (``per_image`` bytes per image);
+    and the optimiser step, whose peak (gradients plus the update's temporaries) does not depend on
+    the batch. step = the larger of the two.
+    Returns {weights, optimizer, resident, backward_fixed, per_image, update, batch, step, total,
+    probes: [(B, step peak)], device, amp}. The model's weights are changed by the optimiser steps."""
+    train = TrainStep(cfg, model)
+    k = int(cfg.sampler.num_instances)
+    train.step(random_batch(cfg, train.device, num_ids=probe_ids[0]))  # optimiser state exists now
+    probes, backward, update = [], [], 0
+    for p in probe_ids:
+        batch = random_batch(cfg, train.device, num_ids=p)
+        first, kept, upd = counted_step(train, batch)
+        backward.append(first)
+        update = max(update, kept + upd)
+        probes.append((p * k, max(first, kept + upd)))
+        del batch
+    (b1, _), (b2, _) = probes
+    per_image = (backward[1] - backward[0]) / (b2 - b1)
+    weights = tensor_bytes(list(train.model.parameters()) + list(train.model.buffers()))
+    optimizer = optimizer_state_bytes(train.optimizer)
+    batch_size = int(cfg.sampler.num_ids) * k
+    step = max(backward[0] + per_image * (batch_size - b1), update)
+    return {"weights": weights, "optimizer": optimizer, "resident": weights + optimizer,
+            "backward_fixed": backward[0] - per_image * b1, "per_image": per_image, "update": update,
+            "batch": batch_size, "step": step, "total": weights + optimizer + step, "probes": probes,
+            "device": str(train.device), "amp": str(train.dtype).replace("torch.", "") if train.dtype else "off"}
+
+
+def format_step_memory(m: dict[str, Any]) -> str:
+    """Two lines: the memory a step of the config's batch needs and what it is made of."""
+    gib = 2**30
+    probes = ", ".join(f"{b}" for b, _ in m["probes"])
+    return (f"memory a training step needs: {m['total'] / gib:.2f} GiB at batch {m['batch']} (amp {m['amp']}) = "
+            f"{m['weights'] / gib:.2f} weights + {m['optimizer'] / gib:.2f} optimiser state + "
+            f"{m['step'] / gib:.2f} step peak (activations, gradients, temporaries)\n"
+            f"  the step peak grows {m['per_image'] / 2**20:,.1f} MiB per image (tensor allocations counted at "
+            f"batches {probes}, extended linearly); a GPU adds its context and allocator rounding")
 
 
 def format_step_time(t: dict[str, Any]) -> str:
@@ -111,7 +207,8 @@ def format_step_time(t: dict[str, Any]) -> str:
             lines.append(f"achieved: {t['gflops_per_s']:,.1f} GFLOP/s = {t['gflops_per_s'] / t['peak_gflops']:.0%} "
                          f"of this device's fp32 matrix-product peak ({t['peak_gflops']:,.1f} GFLOP/s, measured)")
         if t.get("peak_bytes") is not None:
-            where = "GPU memory allocated" if t["device"].startswith("cuda") else "resident memory (RSS)"
+            where = "GPU memory allocated" if t["device"].startswith("cuda") else \
+                "resident memory (RSS; includes the host allocator's kept heap: see the next line for the tensors)"
             lines.append(f"peak memory of a step: {t['peak_bytes'] / 2**30:.2f} GiB of {where} "
                          "above the model's weights (activations, gradients, optimiser state)")
     return "\n".join(lines)

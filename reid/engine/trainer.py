@@ -22,6 +22,7 @@ import reid.models
 from reid.atomic_io import atomic_write_text
 from reid.config import Config, save_config
 from reid.data.datasets.base import ReidDataset
+from reid.models.checkpointing import checkpoint_modules
 from reid.registry import ConfigError
 
 from .amp import DTYPES, CastInput, amp_dtype, autocast, backward_and_step, grad_scaler
@@ -100,12 +101,14 @@ class Trainer:
         return reid.models.build_model(self.cfg.model, self.dataset.num_train_ids, input_size=self.cfg.input.size)
 
     def place_model(self, model: torch.nn.Module) -> torch.nn.Module:
-        """Device and dtype; SyncBN (``train.sync_bn`` under DDP), ``train.channels_last``."""
+        """Device and dtype; SyncBN (``train.sync_bn`` under DDP), ``train.channels_last``,
+        activation checkpointing (``train.checkpoint_modules``)."""
         model = model.to(self.device, self.dtype)
         if self.distributed and self.cfg.train.sync_bn:
             model = convert_sync_bn(model, self.device)
         if self.cfg.train.channels_last:
             model = model.to(memory_format=torch.channels_last)
+        checkpoint_modules(model, self.cfg.train.checkpoint_modules)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         return model
