@@ -31,15 +31,15 @@ class FeatureExtractor:
     and resized to ``input.size`` with ``input.interpolation``), a list of those, a uint8 batch
     [N, H, W, 3], or float tensors [3, H, W] / [N, 3, H, W] taken as network input already
     normalised with ``input.pixel_mean`` / ``pixel_std`` at ``input.size`` (only batched).
-    ``config`` / ``overrides`` replace or amend the checkpoint's stored config (see
-    :func:`reid.inference.load_model`).
+    ``device``: as in :func:`reid.inference.load_model` (None: the config's). ``config`` /
+    ``overrides`` replace or amend the checkpoint's stored config.
     """
 
-    def __init__(self, checkpoint: str | os.PathLike, device: str | torch.device = "cpu", batch_size: int = 64,
+    def __init__(self, checkpoint: str | os.PathLike, device: str | torch.device | None = "cpu", batch_size: int = 64,
                  normalize: bool = True, flip: bool | None = None, config: str | os.PathLike | None = None,
                  overrides: Iterable[str] = (), progress: bool = False):
-        self.device = torch.device(device)
-        self.model, self.cfg = load_model(checkpoint, self.device, config=config, overrides=overrides)
+        self.model, self.cfg = load_model(checkpoint, device, config=config, overrides=overrides)
+        self.device = next(self.model.parameters()).device
         self.batch_size, self.normalize, self.progress = int(batch_size), bool(normalize), bool(progress)
         self.flip = bool(self.cfg.test.flip) if flip is None else bool(flip)
         self.size = (int(self.cfg.input.size[0]), int(self.cfg.input.size[1]))

@@ -78,12 +78,16 @@ def build_from_checkpoint(state: Mapping[str, Any], cfg: Config, checkpoint: str
     return model.eval()
 
 
-def load_model(checkpoint: str | os.PathLike, device: str | torch.device = "cpu",
+def load_model(checkpoint: str | os.PathLike, device: str | torch.device | None = "cpu",
                config: str | os.PathLike | None = None, overrides: Iterable[str] = ()
                ) -> tuple[torch.nn.Module, Config]:
     """(model in eval mode on ``device``, its config) from ``checkpoint``; the config is the one
-    stored in the checkpoint unless ``config`` (a YAML file) is given; ``overrides`` amend it."""
+    stored in the checkpoint unless ``config`` (a YAML file) is given; ``overrides`` amend it.
+    ``device``: a torch device, ``"auto"`` (CUDA when available) or None (the config's ``device``)."""
+    from reid.engine.trainer import resolve_device
+
     state = load_checkpoint(checkpoint)
     cfg = checkpoint_config(state, checkpoint, config, overrides)
     model = build_from_checkpoint(state, cfg, checkpoint)
-    return model.to(torch.device(device)), cfg
+    spec = cfg.device if device is None else device
+    return model.to(resolve_device(spec) if isinstance(spec, str) else torch.device(spec)), cfg
