@@ -104,7 +104,7 @@ def main() -> int:
         if first is None:
             first = idx
         assert torch.equal(idx, first), f"chunk {chunk}: a different top-k"
-        bound = (4 * chunk * (2 * d + q) + 24 * q * args.topk) / 2**20
+        bound = (4 * chunk * (d + 2 * q + 1) + 48 * q * args.topk) / 2**20
         print(f"{chunk:>8} {min(times):>8.2f} {n / min(times) / 1e6:>8.2f} {extra:>9.1f} {bound:>9.1f}")
     if tmp is not None:
         tmp.cleanup()
