@@ -57,10 +57,13 @@ def export_metadata(cfg: Any, normalize: bool, checkpoint: str | os.PathLike | N
 
 
 def export_onnx(graph: FeatureGraph, example: torch.Tensor, path: str | os.PathLike,
-                metadata: dict[str, str] | None = None, dynamo: bool = False) -> Path:
-    """Write ``graph`` as ONNX (opset :data:`OPSET`, dynamic batch) with ``metadata``. The default
-    is torch.onnx's TorchScript-based exporter (``dynamo=False``: 5-10x faster here, identical
-    outputs); ``dynamo=True`` uses the torch.export-based one (needs onnxscript)."""
+                metadata: dict[str, str] | None = None, dynamo: bool | None = None) -> Path:
+    """Write ``graph`` as ONNX (opset :data:`OPSET`, dynamic batch) with ``metadata``.
+
+    ``dynamo=None`` (default) tries torch.onnx's TorchScript-based exporter first (5-10x faster
+    here) and falls back to the torch.export-based one (needs onnxscript) for graphs the former
+    refuses (e.g. adaptive pooling to a size that does not divide the feature map: LAGA-Net's
+    3 stripes of an 8-row map); ``True`` / ``False`` force one exporter."""
     import onnx
 
     path = Path(path)
@@ -68,15 +71,20 @@ def export_onnx(graph: FeatureGraph, example: torch.Tensor, path: str | os.PathL
     names = {"input_names": ["images"], "output_names": ["features"], "opset_version": OPSET}
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        if dynamo:
+        done = False
+        if not dynamo:
+            try:
+                torch.onnx.export(graph, (example,), str(path), dynamo=False,
+                                  dynamic_axes={"images": {0: "batch"}, "features": {0: "batch"}}, **names)
+                done = True
+            except Exception as exc:  # noqa: BLE001 - an operator the legacy exporter lacks
+                if dynamo is False:
+                    raise RuntimeError(f"ONNX export failed: {str(exc).splitlines()[0]}") from None
+        if not done:
             batch = torch.export.Dim("batch", min=1, max=4096)
             program = torch.onnx.export(graph, (example,), dynamo=True, dynamic_shapes=({0: batch},),
                                         verbose=False, **names)
-            program.model_proto  # noqa: B018 - built lazily
             program.save(str(path))
-        else:
-            torch.onnx.export(graph, (example,), str(path), dynamo=False,
-                              dynamic_axes={"images": {0: "batch"}, "features": {0: "batch"}}, **names)
     proto = onnx.load(str(path))
     for key, value in (metadata or {}).items():
         entry = proto.metadata_props.add()
@@ -98,7 +106,7 @@ def export_torchscript(graph: FeatureGraph, example: torch.Tensor, path: str | o
 
 
 def export_model(model: nn.Module, cfg: Any, path: str | os.PathLike, fmt: str, normalize: bool = True,
-                 checkpoint: str | os.PathLike | None = None, batch: int = 2, dynamo: bool = False) -> Path:
+                 checkpoint: str | os.PathLike | None = None, batch: int = 2, dynamo: bool | None = None) -> Path:
     """Export ``model`` (with ``cfg``'s input size and ``test.flip``) to ``path`` in ``fmt``
     (onnx | torchscript), traced with a random batch of ``batch`` images; ``dynamo``: see
     :func:`export_onnx`."""
@@ -110,3 +118,28 @@ def export_model(model: nn.Module, cfg: Any, path: str | os.PathLike, fmt: str, 
     if fmt == "onnx":
         return export_onnx(graph, example, path, meta, dynamo=dynamo)
     return export_torchscript(graph, example, path, meta)
+
+
+def run_exported(path: str | os.PathLike, fmt: str, images: torch.Tensor) -> torch.Tensor | None:
+    """Features of ``images`` from an exported file (onnxruntime / torch.jit); None when ONNX and
+    onnxruntime is not installed."""
+    if fmt == "torchscript":
+        with torch.no_grad():
+            return torch.jit.load(str(path))(images)
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return torch.from_numpy(session.run(None, {"images": images.numpy()})[0])
+
+
+def check_export(model: nn.Module, cfg: Any, path: str | os.PathLike, fmt: str, normalize: bool = True,
+                 batch: int = 3) -> float | None:
+    """Max abs difference between the exported file's features and PyTorch's for a random batch of
+    ``batch`` images (a size other than the traced one); None when it cannot be run."""
+    images = torch.randn(batch, 3, *(int(v) for v in cfg.input.size), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = FeatureGraph(model.cpu(), flip=bool(cfg.test.flip), normalize=normalize)(images)
+    got = run_exported(path, fmt, images)
+    return None if got is None else float((got - expected).abs().max())
