@@ -4,7 +4,8 @@
     OMP_NUM_THREADS=1 python scripts/export_every_family.py [--size 128 64] [--exporter auto|legacy|dynamo]
 
 Each family's Market-1501 config (``configs/<family>/market1501.yaml``, plus MobileNetV2-BoT) is
-built randomly initialised (ResNet-18 trunk unless ``--full-trunk``; 8 classes) at ``--size``,
+built randomly initialised (ResNet-18 trunk unless ``--full-trunk``; 8 classes) at its own input
+size (or ``--size``),
 exported through :func:`reid.inference.export.export_model` and run on a batch of 3 (traced with 2):
 onnxruntime and torch.jit against PyTorch. Prints one row per family and format: seconds to export,
 max abs difference of the features, or the error.
@@ -29,7 +30,7 @@ FAMILIES = ("bot", "pcb", "mgn", "fusion", "laganet", "rganet", "lagnet", "bdb",
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    parser.add_argument("--size", type=int, nargs=2, default=[128, 64])
+    parser.add_argument("--size", type=int, nargs=2, default=None, help="H W (default: each config's input.size)")
     parser.add_argument("--exporter", choices=("auto", "legacy", "dynamo"), default="auto",
                         help="ONNX: TorchScript-based with torch.export fallback (auto), or one of them")
     parser.add_argument("--full-trunk", action="store_true", help="keep each config's own backbone")
@@ -37,13 +38,13 @@ def main() -> int:
     args = parser.parse_args()
     configs = [ROOT / "configs" / f / "market1501.yaml" for f in FAMILIES]
     configs.append(ROOT / "configs" / "mobilenetv2" / "bot_market1501_mini.yaml")
-    print(f"torch {torch.__version__}; input {args.size[0]}x{args.size[1]}; ONNX exporter "
+    print(f"torch {torch.__version__}; input {args.size or 'of each config'}; ONNX exporter "
           f"{args.exporter}")
-    print(f"{'config':<44} {'format':<12} {'export s':>8} {'max |diff|':>11}  D")
+    print(f"{'config':<44} {'format':<12} {'export s':>8} {'max |diff|':>11}  D  (input)")
     failures = 0
     with tempfile.TemporaryDirectory() as tmp:
         for path in configs:
-            overrides = [f"input.size=[{args.size[0]},{args.size[1]}]"]
+            overrides = [f"input.size=[{args.size[0]},{args.size[1]}]"] if args.size else []
             if not args.full_trunk and "mobilenetv2" not in str(path):
                 overrides.append("model.backbone={name: resnet18, last_stride: 1, pretrained: false}")
             else:
@@ -64,8 +65,9 @@ def main() -> int:
                     export_model(model, cfg, out, fmt, dynamo=EXPORTERS[args.exporter])
                     seconds = time.perf_counter() - t
                     diff = check_export(model, cfg, out, fmt)
-                    dim = int(model(torch.zeros(1, 3, *args.size))["features"].shape[1])
-                    print(f"{name:<44} {fmt:<12} {seconds:>8.1f} {diff:>11.2e}  {dim}", flush=True)
+                    dim = int(model(torch.zeros(1, 3, *cfg.input.size))["features"].shape[1])
+                    print(f"{name:<44} {fmt:<12} {seconds:>8.1f} {diff:>11.2e}  {dim}  "
+                          f"({cfg.input.size[0]}x{cfg.input.size[1]})", flush=True)
                     failures += diff is None or diff > 1e-4
                 except Exception as exc:  # noqa: BLE001
                     first = (str(exc).strip().splitlines() or [""])[0]
