@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 FORMATS = ("onnx", "torchscript")
-#: ONNX opset written.
+#: ONNX opset of the TorchScript-based exporter (the torch.export-based one writes its default, 18+).
 OPSET = 17
 
 
@@ -58,7 +58,7 @@ def export_metadata(cfg: Any, normalize: bool, checkpoint: str | os.PathLike | N
 
 def export_onnx(graph: FeatureGraph, example: torch.Tensor, path: str | os.PathLike,
                 metadata: dict[str, str] | None = None, dynamo: bool | None = None) -> Path:
-    """Write ``graph`` as ONNX (opset :data:`OPSET`, dynamic batch) with ``metadata``.
+    """Write ``graph`` as ONNX (dynamic batch) with ``metadata``.
 
     ``dynamo=None`` (default) tries torch.onnx's TorchScript-based exporter first (5-10x faster
     here) and falls back to the torch.export-based one (needs onnxscript) for graphs the former
@@ -68,13 +68,13 @@ def export_onnx(graph: FeatureGraph, example: torch.Tensor, path: str | os.PathL
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    names = {"input_names": ["images"], "output_names": ["features"], "opset_version": OPSET}
+    names = {"input_names": ["images"], "output_names": ["features"]}
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         done = False
         if not dynamo:
             try:
-                torch.onnx.export(graph, (example,), str(path), dynamo=False,
+                torch.onnx.export(graph, (example,), str(path), dynamo=False, opset_version=OPSET,
                                   dynamic_axes={"images": {0: "batch"}, "features": {0: "batch"}}, **names)
                 done = True
             except Exception as exc:  # noqa: BLE001 - an operator the legacy exporter lacks
