@@ -42,7 +42,7 @@ def test_old_checkpoint_needs_a_config_and_loads_with_one(tiny, tmp_path):
     from reid.config import load_config, save_config
     save_config(load_config(None, overrides), cfg_file)
     model, cfg = load_model(old, config=cfg_file)  # 6 classes inferred from the classifier weights
-    assert model.classifier.weight.shape[0] == 6 if hasattr(model, "classifier") else True
+    assert model.head.classifier.weight.shape == (6, 512)
     saved = torch.load(old, weights_only=True)["model"]
     assert all(torch.equal(v, saved[k]) for k, v in model.state_dict().items())
 
@@ -85,3 +85,18 @@ def test_raw_features_and_input_errors(tiny):
         unit(["/nonexistent.jpg"])
     with pytest.raises(ImageInputError, match="expected a path, a PIL image or uint8"):
         unit(image.astype(np.float32))
+
+
+def test_class_count_inferred_from_every_classifier_of_a_multibranch_net():
+    from inference_tools import ROOT
+
+    from reid.config import load_config
+    from reid.inference.loading import infer_num_classes
+    from reid.models import build_model
+
+    cfg = load_config(ROOT / "configs" / "pcb" / "market1501.yaml",
+                      ["model.backbone={name: resnet18, last_stride: 1, pretrained: false}", "input.size=[64,32]"])
+    weights = build_model(cfg.model, 11, input_size=cfg.input.size).state_dict()
+    assert infer_num_classes(cfg.model, weights, cfg.input.size) == 11
+    weights = {k: v for k, v in weights.items() if "classifier" not in k}
+    assert infer_num_classes(cfg.model, weights, cfg.input.size) is None  # no classifier: cannot tell

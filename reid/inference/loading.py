@@ -23,7 +23,7 @@ from reid.models import build_model
 
 #: Class count tried first when an old checkpoint does not record it (a prime, unlikely to equal
 #: any other layer width), to find the classifier's shape from the mismatching weights.
-PROBE_CLASSES = 7919
+PROBE_CLASSES = 997
 
 
 def checkpoint_config(state: Mapping[str, Any], checkpoint: str | os.PathLike, config: str | os.PathLike | None = None,
