@@ -25,7 +25,8 @@ class FeatureGraph(nn.Module):
 
     def __init__(self, model: nn.Module, flip: bool = False, normalize: bool = True):
         super().__init__()
-        self.model, self.flip, self.normalize = model.eval(), bool(flip), bool(normalize)
+        self.model, self.flip, self.normalize = model, bool(flip), bool(normalize)
+        self.eval()  # the wrapper too: an exporter that restores the mode it found must not restore training
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         f = self.model(images)["features"].float()
