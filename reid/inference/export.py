@@ -6,8 +6,10 @@ graph; it is stated in the file's metadata (:func:`export_metadata`): ONNX ``met
 TorchScript extra file ``reid.json``."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -57,6 +59,20 @@ def export_metadata(cfg: Any, normalize: bool, checkpoint: str | os.PathLike | N
     }
 
 
+@contextlib.contextmanager
+def _quiet_fd2():
+    """Send file descriptor 2 to a temporary file meanwhile (the TorchScript-based exporter prints
+    its whole IR graph there when it refuses an operator, before the fallback runs)."""
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def export_onnx(graph: FeatureGraph, example: torch.Tensor, path: str | os.PathLike,
                 metadata: dict[str, str] | None = None, dynamo: bool | None = None) -> Path:
     """Write ``graph`` as ONNX (dynamic batch) with ``metadata``.
@@ -75,8 +91,9 @@ def export_onnx(graph: FeatureGraph, example: torch.Tensor, path: str | os.PathL
         done = False
         if not dynamo:
             try:
-                torch.onnx.export(graph, (example,), str(path), dynamo=False, opset_version=OPSET,
-                                  dynamic_axes={"images": {0: "batch"}, "features": {0: "batch"}}, **names)
+                with _quiet_fd2() if dynamo is None else contextlib.nullcontext():
+                    torch.onnx.export(graph, (example,), str(path), dynamo=False, opset_version=OPSET,
+                                      dynamic_axes={"images": {0: "batch"}, "features": {0: "batch"}}, **names)
                 done = True
             except Exception as exc:  # noqa: BLE001 - an operator the legacy exporter lacks
                 if dynamo is False:
