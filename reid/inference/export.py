@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -60,17 +61,21 @@ def export_metadata(cfg: Any, normalize: bool, checkpoint: str | os.PathLike | N
 
 
 @contextlib.contextmanager
-def _quiet_fd2():
-    """Send file descriptor 2 to a temporary file meanwhile (the TorchScript-based exporter prints
-    its whole IR graph there when it refuses an operator, before the fallback runs)."""
-    saved = os.dup(2)
+def _quiet_fds():
+    """Send file descriptors 1 and 2 to a temporary file meanwhile (the TorchScript-based exporter
+    prints its whole IR graph from C++ when it refuses an operator, before the fallback runs)."""
+    for stream in (sys.stdout, sys.stderr):  # what was printed before goes out first
+        stream.flush()
+    saved = [os.dup(1), os.dup(2)]
     with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
+        for fd in (1, 2):
+            os.dup2(sink.fileno(), fd)
         try:
             yield
         finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+            for fd, copy in zip((1, 2), saved):
+                os.dup2(copy, fd)
+                os.close(copy)
 
 
 def export_onnx(graph: FeatureGraph, example: torch.Tensor, path: str | os.PathLike,
@@ -91,7 +96,7 @@ def export_onnx(graph: FeatureGraph, example: torch.Tensor, path: str | os.PathL
         done = False
         if not dynamo:
             try:
-                with _quiet_fd2() if dynamo is None else contextlib.nullcontext():
+                with _quiet_fds() if dynamo is None else contextlib.nullcontext():
                     torch.onnx.export(graph, (example,), str(path), dynamo=False, opset_version=OPSET,
                                       dynamic_axes={"images": {0: "batch"}, "features": {0: "batch"}}, **names)
                 done = True
