@@ -29,14 +29,17 @@ class ConfigArgumentParser(argparse.ArgumentParser):
         return self.parse_intermixed_args(args, namespace)
 
 
-def config_parser(description: str) -> argparse.ArgumentParser:
+def config_parser(description: str, config_required: bool = True) -> argparse.ArgumentParser:
     """An argument parser with ``--config`` and ``KEY=VALUE`` overrides (before, between or
-    after the options)."""
+    after the options); ``config_required=False`` for tools that can take the config stored in a
+    checkpoint instead."""
     parser = ConfigArgumentParser(
         description=description,
         epilog="Overrides: dotted KEY=VALUE pairs after the options, e.g. train.epochs=5 "
         "model.backbone.name=resnet18 (values are parsed as YAML).",
     )
-    parser.add_argument("--config", "-c", required=True, help="YAML config file (see configs/)")
+    parser.add_argument("--config", "-c", required=config_required,
+                        help="YAML config file (see configs/)" + ("" if config_required else
+                             "; default: the config stored in the checkpoint"))
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
     return parser

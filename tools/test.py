@@ -1,7 +1,12 @@
 #!/usr/bin/env python
 """Evaluate a checkpoint on a config's test protocol.
 
-    python tools/test.py --config CFG --checkpoint PATH [--flip] [--rerank] [--aqe] [KEY=VALUE ...]
+    python tools/test.py --checkpoint PATH [--config CFG] [--flip] [--rerank] [--aqe] [KEY=VALUE ...]
+
+The config is the one stored in the checkpoint (input size, normalisation, data set, test options)
+unless ``--config`` names another; ``KEY=VALUE`` overrides amend either. Cross-domain (a Market
+model tested on Duke): ``--checkpoint market/checkpoints/best.pth dataset.name=dukemtmcreid
+dataset.root=DIR`` keeps the trained model's input settings; the classifier's size never matters.
 
 Prints rank-1/5/10, mAP and mINP, and writes ``test_metrics.json`` plus per-query results (AP and
 rank of the first true match of every query) to ``--output-dir`` (default: the checkpoint's run
@@ -24,7 +29,7 @@ def default_output_dir(checkpoint: Path) -> Path:
 
 
 def main() -> int:
-    parser = config_parser(__doc__.strip().splitlines()[0])
+    parser = config_parser(__doc__.strip().splitlines()[0], config_required=False)
     parser.add_argument("--checkpoint", required=True, help="a checkpoint written by tools/train.py")
     parser.add_argument("--flip", action="store_true", help="average features with the mirrored image")
     parser.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking (Zhong et al.)")
@@ -39,24 +44,21 @@ def main() -> int:
     overrides += ["test.aqe=true"] if args.aqe else []
 
     from reid.atomic_io import atomic_write_text
-    from reid.config import load_config
     from reid.data import build_dataset
     from reid.engine import Evaluator, format_metrics, load_checkpoint, resolve_device
     from reid.engine.evaluator import ranked_list_figure
-    from reid.engine.guards import check_folder, load_model_state
-    from reid.models import build_model
+    from reid.engine.guards import check_folder
+    from reid.inference.loading import build_from_checkpoint, checkpoint_config
 
-    cfg = load_config(args.config, overrides)
     checkpoint = Path(args.checkpoint)
     out = Path(args.output_dir) if args.output_dir else default_output_dir(checkpoint)
     check_folder(out, "--output-dir")  # before any work
     state = load_checkpoint(checkpoint)
+    cfg = checkpoint_config(state, checkpoint, args.config, overrides)
     device = resolve_device(cfg.device)
     dataset = build_dataset(cfg)
     print(dataset.summary())
-    num_classes = int(state.get("num_classes", dataset.num_train_ids))
-    model = build_model(cfg.model, num_classes, input_size=cfg.input.size)
-    load_model_state(model, state["model"], checkpoint, f"model '{cfg.model.name}' of {args.config}")
+    model = build_from_checkpoint(state, cfg, checkpoint, fallback_classes=dataset.num_train_ids)
     model.to(device)
     evaluator = Evaluator(cfg, dataset, device)
     metrics, per_query = evaluator.evaluate(model, per_query=True)
@@ -64,7 +66,7 @@ def main() -> int:
 
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "test_metrics.json", json.dumps(
-        {"checkpoint": str(checkpoint), "config": str(args.config), "flip": cfg.test.flip,
+        {"checkpoint": str(checkpoint), "config": str(args.config or "stored in the checkpoint"), "flip": cfg.test.flip,
          "rerank": cfg.test.rerank, "aqe": cfg.test.aqe, "metrics": metrics}, indent=2))
     for i, table in enumerate(per_query):
         name = "per_query.csv" if len(per_query) == 1 else f"per_query_draw{i}.csv"

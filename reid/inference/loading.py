@@ -1,0 +1,93 @@
+"""A trained model from a checkpoint alone: its stored config, class count and weights.
+
+Checkpoints written by the trainer carry ``config`` (the resolved config dict) and
+``num_classes``; older ones carry neither and need a config file (``config=``). A config file or
+``KEY=VALUE`` overrides given here replace or amend the stored config (e.g. another data set for a
+cross-domain test); the model is always built with the checkpoint's own class count, so the
+classifier (unused for retrieval) never keeps a checkpoint from loading.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import torch
+import yaml
+
+from reid.config import Config, ConfigError, load_config
+from reid.engine.checkpoint import CheckpointError, load_checkpoint
+from reid.engine.guards import load_model_state, state_mismatch
+from reid.models import build_model
+
+#: Class count tried first when an old checkpoint does not record it (a prime, unlikely to equal
+#: any other layer width), to find the classifier's shape from the mismatching weights.
+PROBE_CLASSES = 997
+
+
+def checkpoint_config(state: Mapping[str, Any], checkpoint: str | os.PathLike, config: str | os.PathLike | None = None,
+                      overrides: Iterable[str] = ()) -> Config:
+    """The config to use with checkpoint ``state``: ``config`` (a YAML file) when given, else the
+    resolved config stored in the checkpoint; ``overrides`` (``KEY=VALUE``) are applied on top and
+    the result is validated like any config. A checkpoint without a stored config and no
+    ``config`` is a :class:`CheckpointError`."""
+    overrides = list(overrides)
+    if config is not None:
+        return load_config(config, overrides)
+    stored = state.get("config")
+    if not isinstance(stored, dict):
+        raise CheckpointError(f"{checkpoint}: holds no config (written before checkpoints carried one); "
+                              "name the config it was trained with: --config CFG")
+    with tempfile.TemporaryDirectory(prefix="reid-ckpt-") as tmp:
+        path = Path(tmp) / "config.yaml"
+        path.write_text(yaml.safe_dump(stored, sort_keys=False))
+        try:
+            return load_config(path, overrides)
+        except ConfigError as exc:
+            raise ConfigError(str(exc).replace(str(path.resolve()), f"{checkpoint} (stored config)")
+                              .replace(str(path), f"{checkpoint} (stored config)")) from None
+
+
+def infer_num_classes(model_cfg: Mapping[str, Any], weights: Mapping[str, Any], input_size: Any = None) -> int | None:
+    """The class count of ``weights`` (a model state dict) for a checkpoint that does not record it:
+    the size, in ``weights``, of every dimension that equals :data:`PROBE_CLASSES` in a model built
+    with that many classes (None when the classifiers' sizes disagree or none is found)."""
+    probe = build_model(model_cfg, PROBE_CLASSES, input_size=input_size).state_dict()
+    found = {int(weights[k].shape[d]) for k, t in probe.items() if k in weights
+             and getattr(weights[k], "ndim", -1) == t.ndim
+             for d in range(t.ndim) if t.shape[d] == PROBE_CLASSES}
+    return found.pop() if len(found) == 1 else None
+
+
+def build_from_checkpoint(state: Mapping[str, Any], cfg: Config, checkpoint: str | os.PathLike,
+                          fallback_classes: int | None = None) -> torch.nn.Module:
+    """``cfg.model`` built with the checkpoint's class count (recorded, else inferred from the
+    weights, else ``fallback_classes``) and the checkpoint's weights loaded (CPU, eval mode)."""
+    weights = state["model"]
+    num_classes = state.get("num_classes")
+    if num_classes is None:
+        num_classes = infer_num_classes(cfg.model, weights, cfg.input.size) or fallback_classes
+    if num_classes is None:
+        raise CheckpointError(f"{checkpoint}: cannot tell its number of training identities (no 'num_classes', "
+                              f"no classifier matching model '{cfg.model.name}'); "
+                              + (state_mismatch(build_model(cfg.model, 1, input_size=cfg.input.size), weights)
+                                 or "check --config"))
+    model = build_model(cfg.model, int(num_classes), input_size=cfg.input.size)
+    load_model_state(model, weights, checkpoint, f"model '{cfg.model.name}' of the config")
+    return model.eval()
+
+
+def load_model(checkpoint: str | os.PathLike, device: str | torch.device | None = "cpu",
+               config: str | os.PathLike | None = None, overrides: Iterable[str] = ()
+               ) -> tuple[torch.nn.Module, Config]:
+    """(model in eval mode on ``device``, its config) from ``checkpoint``; the config is the one
+    stored in the checkpoint unless ``config`` (a YAML file) is given; ``overrides`` amend it.
+    ``device``: a torch device, ``"auto"`` (CUDA when available) or None (the config's ``device``)."""
+    from reid.engine.trainer import resolve_device
+
+    state = load_checkpoint(checkpoint)
+    cfg = checkpoint_config(state, checkpoint, config, overrides)
+    model = build_from_checkpoint(state, cfg, checkpoint)
+    spec = cfg.device if device is None else device
+    return model.to(resolve_device(spec) if isinstance(spec, str) else torch.device(spec)), cfg
