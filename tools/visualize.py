@@ -80,14 +80,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def attention(args) -> Path:
-    from reid.visualize._loading import load_run_model, model_input, read_images
+    from reid.data.transforms import to_input
+    from reid.inference import load_model
+    from reid.inference.images import read_images
+    from reid.registry import UserError
     from reid.visualize.attention import DEFAULT_QUERIES, figure_columns, read_masks
     from reid.visualize.figures import attention_figure
 
-    model, cfg = load_run_model(args.checkpoint, args.device, args.overrides)
+    model, cfg = load_model(args.checkpoint, args.device, overrides=args.overrides)
     size = tuple(cfg.input.size)
-    images = read_images(args.images, size, str(cfg.input.interpolation))
-    x = model_input(images, cfg, args.device)
+    images, _, failed = read_images(args.images, size, str(cfg.input.interpolation))
+    if failed:
+        raise UserError("cannot read " + "; ".join(f"{path} ({why})" for path, why in failed))
+    x = to_input(images, cfg.input.pixel_mean, cfg.input.pixel_std, args.device)
     masks = read_masks(args.images, size, args.masks)
     found = figure_columns(model, x, args.query_positions or DEFAULT_QUERIES, args.las_top, args.seed,
                            args.cam_target, masks)

@@ -11,7 +11,7 @@ import torch
 from reid.config import Config
 from reid.data.datasets.base import ReidDataset
 from reid.evaluation import evaluate_rank
-from reid.visualize._loading import load_run_model
+from reid.inference import load_model
 from reid.visualize.ranked_list import ranked_list_grid
 
 
@@ -66,7 +66,7 @@ def rank_checkpoint(checkpoint: str | Path, overrides: Sequence[str] = (), devic
     from reid.data import build_dataset
     from reid.engine import Evaluator
 
-    model, cfg = load_run_model(checkpoint, device, overrides)
+    model, cfg = load_model(checkpoint, device, overrides=overrides)
     own = dataset is None
     dataset = dataset if dataset is not None else build_dataset(cfg)
     evaluator = Evaluator(cfg, dataset, torch.device(device))
