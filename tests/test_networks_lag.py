@@ -9,7 +9,7 @@ from nettools import R18, ROOT, batch_of, config_files, config_id, load, missing
 
 from reid.losses.attention_reg import AttentionRegLoss
 from reid.models import build_model
-from reid.models.lagnet import LAGHead, conv_reduction
+from reid.models.lag_net import LAGHead, conv_reduction
 from reid.registry import ConfigError
 
 NET = "lagnet"

@@ -4,18 +4,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from reid.models.build import backbone_groups
+from reid.models.build import backbone_groups, build_backbone
 from reid.models.heads import BNNeckHead, GlobalPool, IdentityHead
-from reid.registry import BACKBONES, MODELS, ConfigError
-
-
-def build_backbone(spec: dict) -> nn.Module:
-    """A backbone from its config section ``{name: ..., **kwargs}``."""
-    spec = dict(spec)
-    name = spec.pop("name", None)
-    if not isinstance(name, str):
-        raise ConfigError(f"model.backbone needs a 'name' (one of {', '.join(BACKBONES.names())})")
-    return BACKBONES.build(name, where="model.backbone", **spec)
+from reid.registry import MODELS, ConfigError
 
 
 @MODELS.register("bot")

@@ -1,4 +1,5 @@
-"""Shared network pieces: poolings, embedding heads (BNNeck, LAGA reduction, MGN conv reduction), inits."""
+"""Shared network pieces: poolings (``POOLINGS``), embedding heads (``HEADS``: BNNeck, LAGA reduction,
+MGN conv reduction), inits."""
 from reid.models.heads.heads import (
     HEADS,
     BNNeckHead,
@@ -9,10 +10,10 @@ from reid.models.heads.heads import (
     build_head,
 )
 from reid.models.heads.init import INIT_SCHEMES, InitScheme, init_classifier, init_kaiming, init_laga, init_scheme
-from reid.models.heads.pooling import POOLINGS, GlobalPool, StripePool, build_pooling
+from reid.models.heads.pooling import POOLINGS, GlobalPool, StripePool, avg_max, build_pooling
 
 __all__ = [
     "HEADS", "INIT_SCHEMES", "POOLINGS", "BNNeckHead", "ConvReductionHead", "GlobalPool", "HeadOutput", "IdentityHead",
     "ReductionHead", "StripePool", "build_head", "build_pooling", "init_classifier", "init_kaiming", "init_laga",
-    "init_scheme", "InitScheme",
+    "init_scheme", "InitScheme", "avg_max",
 ]
