@@ -22,8 +22,10 @@ release, which pools its "stripes" from the already 1x1 g_ps, so p0 = p1 = p2 = 
 N(1, 0.02)) or ``default`` (fan_out, BN weight 1); see :mod:`reid.models.heads.init`.
 
 Training output: ``{"logits": 7 x [B, N], "triplet_features": [gs, ps, la, d (256), ps head (512) or
-stripes (768)], "features": 7 x [B, 512], "parts": [B, M, C] (for ``attention_reg``)}``. Eval:
-``{"features": [B, 7 * 512]}`` (3584-D), the seven BN features concatenated in head order.
+stripes (768)], "head_features": 7 x [B, 512], "parts": [B, M, C] (for ``attention_reg``)}``. Eval:
+``{"features": [B, 7 * 512]}`` (3584-D), the seven head features concatenated in head order. (As in
+every network, ``features`` is the retrieval feature in eval mode; in training mode the networks
+whose triplet loss takes a single output name it ``features``, LAG-Net ``triplet_features``.)
 """
 from __future__ import annotations
 
@@ -137,7 +139,7 @@ class LAGNet(nn.Module):
         return v, las.parts
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor | list[torch.Tensor]]:
-        """Training: logits, triplet_features, features, parts; eval: features [B, 7 * 512]."""
+        """Training: logits, triplet_features, head_features, parts; eval: features [B, 7 * 512]."""
         v, parts = self.pooled(x)
         feats, logits = [], []
         for name in self.head_names:
@@ -152,7 +154,7 @@ class LAGNet(nn.Module):
         else:
             stripes = [red(v[f"p{i}"][:, :, None, None]).flatten(1) for i, red in enumerate(self.stripe_reductions)]
             trip.append(torch.cat(stripes, dim=1))
-        return {"logits": logits, "triplet_features": trip, "features": feats, "parts": parts}
+        return {"logits": logits, "triplet_features": trip, "head_features": feats, "parts": parts}
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         return backbone_groups(self, *self._backbone_modules)
