@@ -135,7 +135,10 @@ class BranchSpec:
         out = cls(**{k: copy.deepcopy(v) for k, v in spec.items()})
         out.name = out.name or f"branch{index}"
         component(out.pooling, POOLINGS, f"{where}.pooling")
-        head, _ = component(out.head, HEADS, f"{where}.head")
+        head, head_kwargs = component(out.head, HEADS, f"{where}.head")
+        for key in ("in_dim", "num_classes"):
+            if key in head_kwargs:
+                raise ConfigError(f"{where}.head: '{key}' is set by the network; remove it")
         takes = HEADS.parameters(head)
         for field, kw in HEAD_OPTIONS.items():
             if field in spec and kw not in takes:

@@ -8,16 +8,15 @@ from reid.models.heads.heads import (
     HeadOutput,
     IdentityHead,
     ReductionHead,
-    build_head,
 )
 from reid.models.heads.init import INIT_SCHEMES, InitScheme, init_classifier, init_kaiming, init_laga, init_scheme
-from reid.models.heads.pooling import POOLINGS, GlobalPool, StripePool, avg_max, build_pooling
+from reid.models.heads.pooling import POOLINGS, GlobalPool, StripePool, avg_max
 from reid.registry import import_submodules
 
 import_submodules(__name__, __path__)
 
 __all__ = [
     "HEADS", "INIT_SCHEMES", "POOLINGS", "BNNeckHead", "ConvReductionHead", "GlobalPool", "HeadOutput", "IdentityHead",
-    "ReductionHead", "StripePool", "build_head", "build_pooling", "init_classifier", "init_kaiming", "init_laga",
+    "ReductionHead", "StripePool", "init_classifier", "init_kaiming", "init_laga",
     "init_scheme", "InitScheme", "avg_max",
 ]

@@ -139,7 +139,3 @@ class IdentityHead(nn.Module):
     def forward(self, x: torch.Tensor) -> HeadOutput:
         return HeadOutput(x, x, self.classifier(x) if self.training else None)
 
-
-def build_head(kind: str, in_dim: int, num_classes: int, **kwargs) -> nn.Module:
-    """A head by its ``HEADS`` name (bnneck | reduction | conv_reduction | identity | ...)."""
-    return HEADS.build(kind, in_dim, num_classes, **kwargs)

@@ -91,10 +91,3 @@ def gem_pooling(p: float = 3.0) -> GlobalPool:
     """Generalised mean pooling with exponent ``p``."""
     return GlobalPool("gem", p)
 
-
-def build_pooling(mode: str, stripes: int = 0, **kwargs) -> nn.Module:
-    """``stripes > 0``: a StripePool of ``stripes`` bands pooled by ``mode`` (avg | max | avgmax);
-    otherwise the ``POOLINGS`` entry ``mode`` built with ``kwargs``."""
-    if stripes:
-        return StripePool(stripes, mode)
-    return POOLINGS.build(mode, where="pooling", **kwargs)
