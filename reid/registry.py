@@ -7,7 +7,9 @@ mistyped key is an error that suggests the right one) and calls it.
 from __future__ import annotations
 
 import difflib
+import importlib
 import inspect
+import pkgutil
 from typing import Any, Callable, Iterable
 
 
@@ -98,8 +100,21 @@ class Registry:
         return self.get(name)(*args, **kwargs)
 
 
+def import_submodules(package: str, path: Iterable[str], skip: Iterable[str] = ()) -> None:
+    """Import every module and subpackage of ``package`` (its ``__path__`` is ``path``) whose name
+    does not start with ``_``, in name order, except ``skip``: the one registration mechanism.
+    A package's ``__init__`` calls ``import_submodules(__name__, __path__)``, so a new file in it
+    registers its components (``@MODELS.register(...)``) without being added to an import list."""
+    skipped = set(skip)
+    for info in sorted(pkgutil.iter_modules(list(path)), key=lambda m: m.name):
+        if not info.name.startswith("_") and info.name not in skipped:
+            importlib.import_module(f"{package}.{info.name}")
+
+
 DATASETS = Registry("dataset")
 BACKBONES = Registry("backbone")
 LAYERS = Registry("layer")
 MODELS = Registry("model")
 LOSSES = Registry("loss")
+HEADS = Registry("head")
+POOLINGS = Registry("pooling")

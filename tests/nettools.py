@@ -88,3 +88,23 @@ def reduced_step(path: Path, sized: bool = False, batch: dict | None = None):
     small = load(path, "model.backbone={name: resnet18, pretrained: false}", f"input.size=[{SIZE[0]},{SIZE[1]}]")
     model, losses, optimizer = trainer_parts(small, input_size=small.input.size if sized else None)
     return train_step(model, losses, optimizer, batch if batch is not None else batch_of())
+
+
+def body_maps(b: int, size) -> torch.Tensor:
+    """Person-like LIP label maps [B, H, W]: a centred body, upper clothes above pants."""
+    h, w = size
+    labels = torch.zeros(b, h, w, dtype=torch.long)
+    labels[:, h // 8:h // 2, w // 4:3 * w // 4] = 5
+    labels[:, h // 2:7 * h // 8, w // 4:3 * w // 4] = 9
+    return labels
+
+
+def masked_batch_of(n_ids: int = 2, k: int = 4, size=SIZE, seed: int = 0) -> dict:
+    """:func:`batch_of` with body-part masks (``masks`` [B, 3, H, W], all valid) for MMGA's mask loss."""
+    from reid.losses.mask import group_labels
+
+    g = torch.Generator().manual_seed(seed)
+    labels = body_maps(n_ids * k, size)
+    return {"images": torch.randn(n_ids * k, 3, *size, generator=g),
+            "pids": torch.arange(n_ids).repeat_interleave(k),
+            "masks": group_labels(labels), "mask_valid": torch.ones(n_ids * k, dtype=torch.bool)}

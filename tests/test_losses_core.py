@@ -1,4 +1,4 @@
-"""Losses: label-smoothed CE, batch-hard triplet (against a slow loop), centre loss, the loss set."""
+"""Losses: label-smoothed CE, batch-hard triplet (against a slow loop), the loss set."""
 from __future__ import annotations
 
 import math
@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from reid.losses import CenterLoss, CrossEntropyLoss, TripletLoss, build_losses
+from reid.losses import CrossEntropyLoss, TripletLoss, build_losses
 from reid.registry import ConfigError
 
 
@@ -70,15 +70,6 @@ def test_list_outputs_are_summed_or_averaged():
         sum(s.item() for s in single), rel=1e-6)
     assert CrossEntropyLoss(reduce="mean")({"logits": logits}, {"pids": pids}).item() == pytest.approx(
         sum(s.item() for s in single) / 3, rel=1e-6)
-
-
-def test_center_loss_moves_centres_towards_features():
-    loss = CenterLoss(alpha=0.5)
-    x, pids = torch.ones(4, 3), torch.tensor([0, 0, 1, 1])
-    first = loss({"features": x}, {"pids": pids})
-    assert first.item() == pytest.approx(3.0)  # centres start at 0
-    second = loss({"features": x}, {"pids": pids})
-    assert second.item() == pytest.approx(3.0 * 0.25)  # centres half way to 1
 
 
 def test_loss_set_weights_and_values():

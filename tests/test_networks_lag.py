@@ -1,15 +1,15 @@
 """LAG-Net: stream shapes, real part stripes, BA-DropBlock training-only, outputs; the attention
 feature regularisation (centre update and loss) against a direct slow implementation; every
-configs/lagnet config builds and trains a step at reduced size; the loss goes down."""
+configs/lagnet config's recipe (the step and learning checks shared by every family: test_networks_common.py)."""
 from __future__ import annotations
 
 import pytest
 import torch
-from nettools import R18, ROOT, batch_of, config_files, config_id, load, missing_body_configs, reduced_step, train_steps
+from nettools import R18, batch_of, config_files, config_id, load
 
 from reid.losses.attention_reg import AttentionRegLoss
 from reid.models import build_model
-from reid.models.lagnet import LAGHead, conv_reduction
+from reid.models.lag_net import LAGHead, conv_reduction
 from reid.registry import ConfigError
 
 NET = "lagnet"
@@ -35,9 +35,9 @@ def test_outputs_train_and_eval():
     assert model.head_names == ["la", "d", "gs", "ps", "p0", "p1", "p2"]
     x = batch_of()["images"]
     out = model.train()(x)
-    assert set(out) == {"logits", "triplet_features", "features", "parts"}
+    assert set(out) == {"logits", "triplet_features", "head_features", "parts"}
     assert [t.shape for t in out["logits"]] == [(8, 5)] * 7
-    assert [t.shape for t in out["features"]] == [(8, 512)] * 7
+    assert [t.shape for t in out["head_features"]] == [(8, 512)] * 7
     assert [t.shape[1] for t in out["triplet_features"]] == [256, 256, 256, 256, 512]
     assert out["parts"].shape == (8, 24, 512)
     with torch.no_grad():
@@ -76,7 +76,7 @@ def test_fifth_triplet_input_is_the_part_head_feature_by_default():
     model = build_model({"name": NET, "backbone": R18}, 5).train()
     assert model.part_triplet == "head" and len(model.stripe_reductions) == 0
     out = model(batch_of()["images"])
-    ps = out["features"][model.head_names.index("ps")]
+    ps = out["head_features"][model.head_names.index("ps")]
     assert out["triplet_features"][4].shape == (8, 512) and torch.equal(out["triplet_features"][4], ps)
 
     torch.manual_seed(0)
@@ -217,12 +217,8 @@ def test_attention_reg_eval_does_not_update_and_grows_with_pids():
 # --------------------------------------------------------------------------------- configs
 
 
-def test_all_configs_present():
-    assert not missing_body_configs(NET)
-
-
 @pytest.mark.parametrize("path", CONFIGS, ids=config_id)
-def test_config_builds_and_trains_a_step(path):
+def test_config_recipe(path):
     cfg = load(path)
     assert cfg.model.name == NET and cfg.input.size == [384, 128]
     assert (cfg.sampler.num_ids, cfg.sampler.num_instances) == (8, 4)
@@ -235,13 +231,3 @@ def test_config_builds_and_trains_a_step(path):
     assert cfg.test.flip and cfg.test.normalize and cfg.test.metric == "euclidean"
     assert (cfg.model.part_triplet, cfg.model.stripes_from, cfg.model.init) == ("head", "map", "lagnet")
     assert cfg.augment.erasing.prob == 0.5 and cfg.augment.color_jitter.prob == 0.0
-
-    total, parts = reduced_step(path)
-    assert set(parts) == {"ce", "triplet", "attention_reg"} and torch.isfinite(total)
-
-
-def test_loss_goes_down_on_a_repeated_batch():
-    cfg = load(ROOT / "configs" / NET / "market1501.yaml", "model.backbone={name: resnet18, pretrained: false}",
-               "optimizer.lr=1e-3")
-    values = train_steps(cfg, batch_of(), steps=6)
-    assert values[-1] < 0.8 * values[0]

@@ -1,20 +1,16 @@
 """RGA-Net: outputs, input-size check, RGA-SC parameter counts at 384x128, every configs/rganet
-config builds and trains a step at reduced size, and the loss goes down on a repeated tiny batch."""
+config's recipe (the step and learning checks shared by every family: test_networks_common.py)."""
 from __future__ import annotations
 
 import pytest
 import torch
 from nettools import (
     R18,
-    ROOT,
     SIZE,
     batch_of,
     config_files,
     config_id,
     load,
-    missing_body_configs,
-    reduced_step,
-    train_steps,
 )
 
 from reid.models import build_model
@@ -70,13 +66,12 @@ def test_rga_sc_parameter_counts_at_384x128():
     assert total == backbone + head + sum(sum(p.numel() for p in m.parameters()) for m in model.rga.values())
 
 
-def test_all_configs_present():
-    assert not missing_body_configs(NET)
+def test_hand_configs_present():
     assert {f"{NET}/{d}.yaml" for d in HAND_SETS} <= {config_id(p) for p in CONFIGS}  # LAGA-Net's Table V
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=config_id)
-def test_config_builds_and_trains_a_step(path):
+def test_config_recipe(path):
     cfg = load(path)
     hands = path.stem in HAND_SETS
     assert cfg.model.name == NET and cfg.model.backbone.last_stride == 1
@@ -97,16 +92,6 @@ def test_config_builds_and_trains_a_step(path):
         assert cfg.augment.erasing.prob == 0.5 and cfg.augment.crop_prob == 0.5
     if path.parent.name == NET and path.stem in ("market1501", "cuhk03_labeled", "cuhk03_detected", "msmt17"):
         assert cfg.reference.rank1 and cfg.reference.mAP and cfg.reference.source
-
-    total, parts = reduced_step(path, sized=True)
-    assert set(parts) == {"ce", "triplet"} and torch.isfinite(total)
-
-
-def test_loss_goes_down_on_a_repeated_batch():
-    cfg = load(ROOT / "configs" / NET / "market1501.yaml", "model.backbone={name: resnet18, pretrained: false}",
-               f"model.input_size=[{SIZE[0]},{SIZE[1]}]", "optimizer.lr=1e-3")
-    values = train_steps(cfg, batch_of(), steps=6)
-    assert values[-1] < 0.8 * values[0]
 
 
 def test_checkpointed_attention_trains_exactly_as_plain():

@@ -1,6 +1,8 @@
-"""Backbones, heads and networks; importing this package fills BACKBONES, LAYERS and MODELS."""
-# registration: backbones, attention layers, networks
-from reid.models import backbones, bdb, bot, lagnet, layers, mmga, multibranch, rganet  # noqa: F401
-from reid.models.build import build_model, summary
+"""Backbones, layers, heads and networks. Every module of this package (and of its subpackages) is
+imported, which fills BACKBONES, LAYERS, HEADS, POOLINGS and MODELS: a new network only needs its file."""
+from reid.models.build import build_backbone, build_model, summary
+from reid.registry import import_submodules
 
-__all__ = ["build_model", "summary"]
+import_submodules(__name__, __path__)
+
+__all__ = ["build_backbone", "build_model", "summary"]

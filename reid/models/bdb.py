@@ -24,10 +24,10 @@ import torch
 from torch import nn
 
 from reid.models.backbones.resnet import Bottleneck
-from reid.models.bot import build_backbone
-from reid.models.build import backbone_groups
+from reid.models.build import backbone_groups, build_backbone
 from reid.models.heads import BNNeckHead, IdentityHead, init_kaiming, init_scheme
 from reid.models.layers import BatchDropBlock
+from reid.models.layers.common import conv_bn
 from reid.registry import MODELS, ConfigError, suggestion
 
 NECKS = ("none", "bnneck")
@@ -52,8 +52,7 @@ class BDBNet(nn.Module):
         scheme = init_scheme(init, "model.init")
         self.backbone = build_backbone(backbone)
         c = int(self.backbone.feature_dim)
-        self.global_reduction = nn.Sequential(nn.Conv2d(c, global_dim, 1, bias=False), nn.BatchNorm2d(global_dim),
-                                              nn.ReLU(inplace=True))
+        self.global_reduction = conv_bn(c, global_dim)
         self.bottleneck = Bottleneck(c, c // 4)
         self.batch_drop = BatchDropBlock(c, height_ratio, width_ratio)
         self.drop_reduction = nn.Sequential(nn.Linear(c, drop_dim, bias=False), nn.BatchNorm1d(drop_dim),

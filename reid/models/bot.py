@@ -4,18 +4,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from reid.models.build import backbone_groups
-from reid.models.heads import BNNeckHead, GlobalPool, IdentityHead
-from reid.registry import BACKBONES, MODELS, ConfigError
-
-
-def build_backbone(spec: dict) -> nn.Module:
-    """A backbone from its config section ``{name: ..., **kwargs}``."""
-    spec = dict(spec)
-    name = spec.pop("name", None)
-    if not isinstance(name, str):
-        raise ConfigError(f"model.backbone needs a 'name' (one of {', '.join(BACKBONES.names())})")
-    return BACKBONES.build(name, where="model.backbone", **spec)
+from reid.models.build import backbone_groups, build_backbone
+from reid.models.heads import BNNeckHead, IdentityHead
+from reid.registry import MODELS, POOLINGS, ConfigError
 
 
 @MODELS.register("bot")
@@ -24,7 +15,7 @@ class BoT(nn.Module):
 
     Training: ``{"logits": [B, num_classes], "features": [B, D]}`` (features before the BN, for the
     triplet loss). Eval: ``{"features": [B, D]}`` (after the BN when ``neck_feat="after"``).
-    ``pooling``: avg | max | avgmax | gem; ``neck``: bnneck | none.
+    ``pooling``: a ``POOLINGS`` name (avg | max | avgmax | gem); ``neck``: bnneck | none.
     """
 
     def __init__(self, num_classes: int, backbone: dict = {"name": "resnet50", "last_stride": 1},  # noqa: B006
@@ -32,7 +23,7 @@ class BoT(nn.Module):
         super().__init__()
         self.backbone = build_backbone(backbone)
         dim = int(self.backbone.feature_dim)
-        self.pool = GlobalPool(pooling)
+        self.pool = POOLINGS.build(pooling, where="model.pooling")
         if neck == "bnneck":
             self.head: nn.Module = BNNeckHead(dim, num_classes, neck_feat)
         elif neck == "none":

@@ -1,11 +1,20 @@
-"""Model construction from a config section, and a parameter-count summary."""
+"""Model and backbone construction from config sections, and a parameter-count summary."""
 from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
 from torch import nn
 
-from reid.registry import MODELS, ConfigError
+from reid.registry import BACKBONES, MODELS, ConfigError
+
+
+def build_backbone(spec: Mapping[str, Any]) -> nn.Module:
+    """A backbone (:class:`reid.models.backbones.Backbone`) from its section ``{name: ..., **kwargs}``."""
+    spec = dict(spec)
+    name = spec.pop("name", None)
+    if not isinstance(name, str):
+        raise ConfigError(f"model.backbone needs a 'name' (one of {', '.join(BACKBONES.names())})")
+    return BACKBONES.build(name, where="model.backbone", **spec)
 
 
 def build_model(model_cfg: Mapping[str, Any], num_classes: int, input_size: Sequence[int] | None = None) -> nn.Module:

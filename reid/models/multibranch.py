@@ -11,27 +11,45 @@ concatenation of every head's test feature in branch order.
 
 A branch is a dict in the model config (keys: :class:`BranchSpec`); attention modules are
 ``{name: <LAYERS name>, **kwargs}``; ``channels`` (and ``height``/``width`` for layers that take
-them) are filled in from the feature map at that point.
+them) are filled in from the backbone's ``output_shape()`` at that point. The pooling and the head
+are registered components (``POOLINGS``, ``HEADS``) named as ``<name>`` or ``{name: <name>, **kwargs}``.
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
-import re
 from typing import Any
 
 import torch
 from torch import nn
 
-from reid.models.backbones.resnet import set_stage_stride
-from reid.models.bot import build_backbone
-from reid.models.build import backbone_groups
-from reid.models.heads import HEADS, POOLINGS, HeadOutput, build_head, build_pooling, init_scheme
-from reid.models.heads.heads import TRIPLET_INPUTS
-from reid.registry import LAYERS, MODELS, ConfigError, suggestion
+from reid.models.backbones.base import ShapeSpec, parse_trunk
+from reid.models.build import backbone_groups, build_backbone
+from reid.models.heads import HeadOutput, StripePool, init_scheme
+from reid.models.heads.pooling import STRIPE_MODES
+from reid.registry import HEADS, LAYERS, MODELS, POOLINGS, ConfigError, Registry, suggestion
 
-STAGES = ("layer1", "layer2", "layer3", "layer4")
-PROBE_SIZE = (64, 32)  # probe input when the input size is unknown (channels only)
+__all__ = ["BranchSpec", "Branch", "MultiBranchNet", "parse_trunk", "build_layer"]
+
+#: branch-level head options (BranchSpec field -> head keyword): passed to the head when its
+#: constructor takes that keyword; a ``head: {name, **kwargs}`` mapping's own kwargs win.
+HEAD_OPTIONS = {"head_dim": "dim", "dropout": "dropout", "neck_feat": "neck_feat", "triplet_input": "triplet_input"}
+
+
+def component(spec: Any, registry: Registry, where: str) -> tuple[str, dict[str, Any]]:
+    """``"name"`` or ``{name: ..., **kwargs}`` -> (name, kwargs), checked against ``registry``."""
+    if isinstance(spec, str):
+        name, kwargs = spec, {}
+    elif isinstance(spec, dict) and isinstance(spec.get("name"), str):
+        kwargs = {k: copy.deepcopy(v) for k, v in spec.items() if k != "name"}
+        name = spec["name"]
+    else:
+        raise ConfigError(f"{where}: expects a {registry.kind} name or a mapping with a 'name' "
+                          f"({', '.join(registry.names())}), got {spec!r}")
+    if name not in registry:
+        raise ConfigError(f"{where}: unknown {registry.kind} '{name}'{suggestion(name, registry.names())}")
+    registry.check_kwargs(name, kwargs, where)
+    return name, kwargs
 
 
 @dataclasses.dataclass
@@ -41,29 +59,49 @@ class BranchSpec:
     name: label of the branch (heads are named ``name`` or ``name.p<k>`` for stripes).
     stride: stride of the last backbone stage in this branch (None: the backbone's last_stride).
     before / after: attention modules ``[{name: cam, ...}]`` before / after the branch's stages.
-    pooling: avg | max | avgmax | gem. global_feature: emit the pooled map as a feature.
-    stripes: emit K horizontal stripe features (pooled with ``pooling``; gem falls back to avg).
-    head: reduction (LAGA) | bnneck (BoT) | conv_reduction (MGN, PCB) | identity; head_dim, dropout
-    and neck_feat (bnneck, conv_reduction: test feature after or before the neck) configure it.
+    pooling: a ``POOLINGS`` name (avg | max | avgmax | gem) or ``{name, **kwargs}``.
+    global_feature: emit the pooled map as a feature.
+    stripes: emit K horizontal stripe features (pooled by the pooling's name when it is avg, max or
+    avgmax; otherwise, e.g. gem, by avg).
+    head: a ``HEADS`` name (reduction (LAGA) | bnneck (BoT) | conv_reduction (MGN, PCB) | identity) or
+    ``{name, **kwargs}``. head_dim, dropout, neck_feat and triplet_input are branch-level head options
+    (:data:`HEAD_OPTIONS`), given to the head when it takes them: head_dim the embedding width,
+    neck_feat (bnneck, conv_reduction) the test feature after or before the neck, triplet_input
+    (reduction) the triplet feature before the dropout (``embedding``, LAGA-Net's paper) or after it.
     triplet / stripe_triplet: whether the global / stripe features feed the ``features`` output
-    (the triplet loss). triplet_input (head reduction only): the triplet sees the learned embedding
-    before the dropout (``embedding``, LAGA-Net's paper) or after it (``dropout``).
+    (the triplet loss).
     """
 
     name: str = ""
     stride: int | None = None
     before: list = dataclasses.field(default_factory=list)
     after: list = dataclasses.field(default_factory=list)
-    pooling: str = "avg"
+    pooling: Any = "avg"
     global_feature: bool = True
     stripes: int = 0
-    head: str = "reduction"
+    head: Any = "reduction"
     head_dim: int = 1024
     dropout: float = 0.5
     neck_feat: str = "after"
     triplet: bool = True
     stripe_triplet: bool = True
     triplet_input: str = "embedding"
+
+    @property
+    def pooling_name(self) -> str:
+        return self.pooling if isinstance(self.pooling, str) else self.pooling["name"]
+
+    @property
+    def head_name(self) -> str:
+        return self.head if isinstance(self.head, str) else self.head["name"]
+
+    def head_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of the head: the branch-level options it takes, then the mapping's own."""
+        params = HEADS.parameters(self.head_name)
+        kwargs = {kw: getattr(self, field) for field, kw in HEAD_OPTIONS.items() if kw in params}
+        if isinstance(self.head, dict):
+            kwargs.update({k: v for k, v in self.head.items() if k != "name"})
+        return kwargs
 
     @classmethod
     def parse(cls, spec: Any, index: int) -> BranchSpec:
@@ -76,6 +114,8 @@ class BranchSpec:
             if key not in fields:
                 raise ConfigError(f"{where}: unknown branch key '{key}'{suggestion(key, fields)}")
             default = fields[key].default
+            if key in ("pooling", "head"):
+                continue  # a name or {name, **kwargs}: checked below
             if default is dataclasses.MISSING:  # list fields
                 ok = isinstance(value, list)
                 kind = "a list"
@@ -94,15 +134,17 @@ class BranchSpec:
                 raise ConfigError(f"{where}: key '{key}' expects {kind}, got {value!r}")
         out = cls(**{k: copy.deepcopy(v) for k, v in spec.items()})
         out.name = out.name or f"branch{index}"
-        if out.pooling not in POOLINGS[:4]:
-            raise ConfigError(f"{where}: unknown pooling '{out.pooling}'{suggestion(out.pooling, POOLINGS[:4])}")
-        if out.head not in HEADS:
-            raise ConfigError(f"{where}: unknown head '{out.head}'{suggestion(out.head, HEADS)}")
-        if out.triplet_input not in TRIPLET_INPUTS:
-            raise ConfigError(f"{where}: unknown triplet_input '{out.triplet_input}'"
-                              f"{suggestion(out.triplet_input, TRIPLET_INPUTS)}")
-        if out.head != "reduction" and "triplet_input" in spec:
-            raise ConfigError(f"{where}: triplet_input applies to head 'reduction' only (this branch: '{out.head}')")
+        component(out.pooling, POOLINGS, f"{where}.pooling")
+        head, head_kwargs = component(out.head, HEADS, f"{where}.head")
+        for key in ("in_dim", "num_classes"):
+            if key in head_kwargs:
+                raise ConfigError(f"{where}.head: '{key}' is set by the network; remove it")
+        takes = HEADS.parameters(head)
+        for field, kw in HEAD_OPTIONS.items():
+            if field in spec and kw not in takes:
+                users = [h for h in HEADS.names() if kw in HEADS.parameters(h)]
+                raise ConfigError(f"{where}: {field} applies to head {' / '.join(repr(h) for h in users)} only "
+                                  f"(this branch: '{head}')")
         if not out.global_feature and out.stripes < 1:
             raise ConfigError(f"{where}: a branch needs global_feature: true or stripes >= 1")
         for attn in out.before + out.after:
@@ -114,18 +156,8 @@ class BranchSpec:
         return out
 
 
-def parse_trunk(trunk: str) -> tuple[int, int | None]:
-    """'layer3' -> (3, None): stages 1..3 in the trunk; 'layer3[0]' or 'layer3.0' -> (3, 0): layer3's
-    block 0 in the trunk, its later blocks in the branches."""
-    m = re.fullmatch(r"layer([1-4])(?:\[(\d+)\]|\.(\d+))?", trunk.strip())
-    if not m:
-        raise ConfigError(f"model.trunk must look like 'layer3' or 'layer3[0]', got '{trunk}'")
-    block = m[2] if m[2] is not None else m[3]
-    return int(m[1]), None if block is None else int(block)
-
-
-def build_layer(spec: dict, shape: torch.Size, input_known: bool, where: str) -> nn.Module:
-    """An attention module from ``{name, **kwargs}`` for a map of ``shape`` [1, C, H, W]."""
+def build_layer(spec: dict, shape: ShapeSpec, input_size: tuple[int, int] | None, where: str) -> nn.Module:
+    """An attention module from ``{name, **kwargs}`` for a map of ``shape`` (its size from ``input_size``)."""
     kwargs = dict(spec)
     name = kwargs.pop("name")
     params = LAYERS.parameters(name)
@@ -133,16 +165,18 @@ def build_layer(spec: dict, shape: torch.Size, input_known: bool, where: str) ->
         if key in kwargs:
             raise ConfigError(f"{where}: '{key}' of layer '{name}' is set by the network; remove it")
     sized = [k for k in ("height", "width") if k in params]
-    if sized and not input_known:
+    if sized and input_size is None:
         raise ConfigError(
             f"{where}: layer '{name}' depends on the feature-map size: set model.input_size to the "
             "input size [H, W] or build with build_model(cfg.model, num_classes, input_size=cfg.input.size)"
         )
-    if "height" in params:
-        kwargs["height"] = int(shape[2])
-    if "width" in params:
-        kwargs["width"] = int(shape[3])
-    return LAYERS.build(name, int(shape[1]), where=where, **kwargs)
+    if sized:
+        height, width = shape.size(input_size)
+        if "height" in params:
+            kwargs["height"] = height
+        if "width" in params:
+            kwargs["width"] = width
+    return LAYERS.build(name, shape.channels, where=where, **kwargs)
 
 
 class Branch(nn.Module):
@@ -155,18 +189,15 @@ class Branch(nn.Module):
         self.before = nn.Sequential(*before)
         self.stages = stages
         self.after = nn.Sequential(*after)
-        mode = spec.pooling
-        self.global_pool = build_pooling(mode) if spec.global_feature else None
-        self.stripe_pool = build_pooling("avg" if mode == "gem" else mode, spec.stripes) if spec.stripes else None
+        pool_name, pool_kwargs = component(spec.pooling, POOLINGS, "pooling")
+        self.global_pool = POOLINGS.build(pool_name, **pool_kwargs) if spec.global_feature else None
+        stripe_mode = pool_name if pool_name in STRIPE_MODES else "avg"
+        self.stripe_pool = StripePool(spec.stripes, stripe_mode) if spec.stripes else None
         n_heads = int(spec.global_feature) + spec.stripes
-        kwargs: dict[str, Any] = {}
-        if spec.head == "reduction":
-            kwargs = {"dim": spec.head_dim, "dropout": spec.dropout, "triplet_input": spec.triplet_input}
-        elif spec.head == "conv_reduction":
-            kwargs = {"dim": spec.head_dim, "neck_feat": spec.neck_feat}
-        elif spec.head == "bnneck":
-            kwargs = {"neck_feat": spec.neck_feat}
-        self.heads = nn.ModuleList(build_head(spec.head, channels, num_classes, init=init, **kwargs)
+        kwargs = spec.head_kwargs()
+        if "init" in HEADS.parameters(spec.head_name):
+            kwargs.setdefault("init", init)
+        self.heads = nn.ModuleList(HEADS.build(spec.head_name, channels, num_classes, **kwargs)
                                    for _ in range(n_heads))
         self.head_names = ([spec.name] if spec.global_feature else []) + [
             f"{spec.name}.p{k + 1}" for k in range(spec.stripes)]
@@ -206,19 +237,8 @@ class MultiBranchNet(nn.Module):
         if len(set(names)) != len(names):
             raise ConfigError(f"model.branches: branch names must be unique, got {names}")
         net = build_backbone(backbone)
-        stage_idx, block = parse_trunk(trunk)
-        parts: list[nn.Module] = [net.stage("stem")] + [net.stage(s) for s in STAGES[:stage_idx - 1]]
-        last = net.stage(STAGES[stage_idx - 1])
-        rest: list[nn.Module] = []
-        if block is None:
-            parts.append(last)
-        else:
-            if not isinstance(last, nn.Sequential) or not 0 <= block < len(last) - 1:
-                raise ConfigError(f"model.trunk '{trunk}': block index out of range for this backbone")
-            parts.append(last[: block + 1])
-            rest.append(last[block + 1:])
-        rest += [net.stage(s) for s in STAGES[stage_idx:]]
-        self.trunk = nn.Sequential(*parts)
+        split = net.split(trunk)
+        self.trunk = nn.Sequential(*split.trunk)
         self.share_layer4 = share_layer4
         if input_size is not None and (len(input_size) != 2 or not all(isinstance(v, int) and v > 0
                                                                        for v in input_size)):
@@ -228,34 +248,26 @@ class MultiBranchNet(nn.Module):
         if share_layer4 and len(strides) > 1:
             raise ConfigError(f"model.share_layer4 needs one stride for all branches, got {sorted(strides, key=str)}")
 
-        was_training = net.training
-        probe = torch.zeros(1, 3, *(self.input_size or PROBE_SIZE))
-        self.trunk.eval()
-        with torch.no_grad():
-            trunk_map = self.trunk(probe)
         # branch 0 takes the backbone's own modules, the others deep copies (taken before any
         # stride is changed); with share_layer4 every branch uses the same object
         n_copies = 1 if share_layer4 else len(specs)
-        copies = [rest] + [copy.deepcopy(rest) for _ in range(n_copies - 1)]
+        copies = [split.branch] + [copy.deepcopy(split.branch) for _ in range(n_copies - 1)]
         stage_sets = []
         for i, spec in enumerate(specs[:n_copies]):
-            if spec.stride is not None and rest and stage_idx < 4:
-                set_stage_stride(copies[i][-1], spec.stride)
+            if spec.stride is not None and split.strides_last and copies[i]:
+                net.set_stride(copies[i][-1], spec.stride)
             stage_sets.append(nn.Sequential(*copies[i]))
         built = []
         for i, spec in enumerate(specs):
             stages = stage_sets[0 if share_layer4 else i]
-            stages.eval()
-            with torch.no_grad():
-                out_map = stages(trunk_map)
+            out_shape = split.branch_output(spec.stride) if split.branch else split.trunk_shape
             where = f"model.branches[{i}]"
-            before = [build_layer(a, trunk_map.shape, self.input_size is not None, f"{where}.before[{j}]")
+            before = [build_layer(a, split.trunk_shape, self.input_size, f"{where}.before[{j}]")
                       for j, a in enumerate(spec.before)]
-            after = [build_layer(a, out_map.shape, self.input_size is not None, f"{where}.after[{j}]")
+            after = [build_layer(a, out_shape, self.input_size, f"{where}.after[{j}]")
                      for j, a in enumerate(spec.after)]
-            built.append(Branch(spec, stages, before, after, int(out_map.shape[1]), num_classes, init))
+            built.append(Branch(spec, stages, before, after, out_shape.channels, num_classes, init))
         self.branches = nn.ModuleList(built)
-        self.train(was_training)
         self.head_names = [n for b in self.branches for n in b.head_names]
         self.test_dim = sum(h.test_dim for b in self.branches for h in b.heads)
 
@@ -274,44 +286,3 @@ class MultiBranchNet(nn.Module):
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         """backbone: trunk and the branches' copies of backbone stages; new: attention, heads."""
         return backbone_groups(self, self.trunk, *(b.stages for b in self.branches))
-
-
-def laganet_branches(use_cam: bool = True, use_sam: bool = True, use_local: bool = True,
-                     cam_variant: str = "softmax", position: str = "relative", stripes: int = 3,
-                     embedding_dim: int = 1024, dropout: float = 0.5, pooling: str = "avg",
-                     triplet_input: str = "embedding") -> list[dict]:
-    """LAGA-Net's branch list: [spatial (S3, layer4, S4), channel (C3, layer4, C4), global, local]."""
-    head = {"head": "reduction", "head_dim": embedding_dim, "dropout": dropout, "pooling": pooling,
-            "triplet_input": triplet_input}
-    sam = {"name": "sam_rpe", "position": position}
-    cam = {"name": "cam", "variant": cam_variant}
-    branches = []
-    if use_sam:
-        branches.append({"name": "spatial", "before": [dict(sam)], "after": [dict(sam)], **head})
-    if use_cam:
-        branches.append({"name": "channel", "before": [dict(cam)], "after": [dict(cam)], **head})
-    branches.append({"name": "global", **head})
-    if use_local:
-        branches.append({"name": "local", "global_feature": False, "stripes": stripes, **head})
-    return branches
-
-
-@MODELS.register("laganet")
-def laganet(num_classes: int,
-            backbone: dict = {"name": "resnet50", "last_stride": 1},  # noqa: B006
-            use_cam: bool = True, use_sam: bool = True, use_local: bool = True,
-            cam_variant: str = "softmax", position: str = "relative", share_layer4: bool = False,
-            stripes: int = 3, embedding_dim: int = 1024, dropout: float = 0.5, pooling: str = "avg",
-            input_size: list | None = None, triplet_input: str = "embedding") -> MultiBranchNet:
-    """LAGA-Net (models.md): ResNet trunk to layer3, four branches each with its own layer4 (last
-    stride 1): spatial S3 -> layer4 -> S4 -> GAP, channel C3 -> layer4 -> C4 -> GAP, global
-    layer4 -> GAP, local layer4 -> ``stripes`` stripes; a reduction head (Linear -> BN ->
-    LeakyReLU(0.1) -> Dropout) and classifier per feature (6). Eval feature: concat
-    [s, c, g, p1, p2, p3] before reduction (6 x 2048 = 12,288-D). ``use_sam``/``use_cam``/
-    ``use_local`` drop branches for the Table III ladder (Global; +Local; +CAM; +SAM-RPE).
-    ``triplet_input``: the triplets see the 1024-D embeddings before the dropout (``embedding``, the
-    paper's "learned embeddings") or after it (``dropout``); the classifiers always see the latter."""
-    branches = laganet_branches(use_cam, use_sam, use_local, cam_variant, position, stripes, embedding_dim,
-                                dropout, pooling, triplet_input)
-    return MultiBranchNet(num_classes, backbone=backbone, trunk="layer3", branches=branches,
-                          share_layer4=share_layer4, input_size=input_size)

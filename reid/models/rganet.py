@@ -14,28 +14,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from reid.models.bot import build_backbone
-from reid.models.build import backbone_groups
+from reid.models.build import backbone_groups, build_backbone
 from reid.models.heads import BNNeckHead
 from reid.models.layers import RGA
 from reid.models.layers.common import checkpointed
 from reid.registry import MODELS, ConfigError
 
 STAGES = ("layer1", "layer2", "layer3", "layer4")
-
-
-@torch.no_grad()
-def stage_shapes(backbone: nn.Module, size: tuple[int, int]) -> dict[str, tuple[int, int, int]]:
-    """(C, H, W) of each stage output for a [1, 3, *size] input (a probe forward in eval mode)."""
-    was_training = backbone.training
-    backbone.eval()
-    x = backbone.stage("stem")(torch.zeros(1, 3, *size))
-    shapes = {}
-    for name in STAGES:
-        x = backbone.stage(name)(x)
-        shapes[name] = tuple(x.shape[1:])
-    backbone.train(was_training)
-    return shapes
 
 
 @MODELS.register("rganet")
@@ -68,13 +53,14 @@ class RGANet(nn.Module):
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.checkpoint_attention = bool(checkpoint_attention)
         self.backbone = build_backbone(backbone)
-        shapes = stage_shapes(self.backbone, self.input_size)
+        shapes = self.backbone.output_shape()
         self.rga = nn.ModuleDict({
-            name: RGA(c, h, w, use_spatial=use_spatial, use_channel=use_channel,
-                      channel_ratio=channel_ratio, spatial_ratio=spatial_ratio, down_ratio=down_ratio)
-            for name, (c, h, w) in shapes.items() if name in rga_stages
+            name: RGA(shapes[name].channels, *shapes[name].size(self.input_size), use_spatial=use_spatial,
+                      use_channel=use_channel, channel_ratio=channel_ratio, spatial_ratio=spatial_ratio,
+                      down_ratio=down_ratio)
+            for name in STAGES if name in rga_stages
         })
-        self.feature_dim = int(shapes["layer4"][0])
+        self.feature_dim = shapes["layer4"].channels
         self.head = BNNeckHead(self.feature_dim, num_classes, neck_feat)
 
     def check_input(self, x: torch.Tensor) -> None:

@@ -14,7 +14,6 @@ Stage views for multi-branch builders (ResNet-like; 256x128 input):
 """
 from __future__ import annotations
 
-import copy
 import os
 import re
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from reid.models.backbones.base import Backbone, ShapeSpec
 from reid.registry import BACKBONES, UserError
 
 #: (expansion t, output channels c, repeats n, first stride s) per bottleneck group.
@@ -62,11 +62,12 @@ class InvertedResidual(nn.Module):
         return x + self.conv(x) if self.use_skip else self.conv(x)
 
 
-class MobileNetV2(nn.Module):
-    """MobileNetV2 feature extractor: [B,3,H,W] -> [B,1280,H/32,W/32] (H/16 with last_stride=1)."""
+#: (output channels, stride) of the stage views; layer4's stride is halved by last_stride=1.
+STAGE_SHAPES = {"stem": (16, 2), "layer1": (24, 4), "layer2": (32, 8), "layer3": (96, 16), "layer4": (1280, 32)}
 
-    stage_channels = (24, 32, 96, 1280)
-    feature_dim = 1280
+
+class MobileNetV2(Backbone):
+    """MobileNetV2 feature extractor: [B,3,H,W] -> [B,1280,H/32,W/32] (H/16 with last_stride=1)."""
 
     def __init__(self, last_stride: int = 2):
         super().__init__()
@@ -92,8 +93,19 @@ class MobileNetV2(nn.Module):
 
     def stage(self, name: str) -> nn.Sequential:
         """A view (sharing parameters) of stage ``name``: stem, layer1..layer4."""
+        self._check_stage(name)
         lo, hi = STAGES[name]
         return self.features[lo:hi]
+
+    def output_shape(self) -> dict[str, ShapeSpec]:
+        shapes = {name: ShapeSpec(c, s) for name, (c, s) in STAGE_SHAPES.items()}
+        shapes["layer4"] = ShapeSpec(1280, 16 * self.last_stride)
+        return shapes
+
+    def set_stride(self, stage: nn.Module, stride: int) -> nn.Module:
+        from reid.models.backbones.resnet import set_stage_stride
+
+        return set_stage_stride(stage, stride)
 
     @property
     def stem(self) -> nn.Sequential:
@@ -114,13 +126,6 @@ class MobileNetV2(nn.Module):
     @property
     def layer4(self) -> nn.Sequential:
         return self.stage("layer4")
-
-    def branch_stage(self, name: str, stride: int | None = None) -> nn.Module:
-        """A deep copy of stage ``name`` (independent parameters), its stride set when given."""
-        from .resnet import set_stage_stride
-
-        stage = copy.deepcopy(self.stage(name))
-        return set_stage_stride(stage, stride) if stride is not None else stage
 
     has_fc = False
 

@@ -10,12 +10,12 @@ layer3 1024x24x8, layer4 2048x12x4 (2048x24x8 with ``last_stride=1``).
 """
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from reid.models.backbones.base import Backbone, ShapeSpec
 from reid.models.backbones.mobilenetv2 import WeightsError
 from reid.registry import BACKBONES, suggestion
 
@@ -121,11 +121,11 @@ def set_stage_stride(stage: nn.Module, stride: int) -> nn.Module:
     return stage
 
 
-class ResNet(nn.Module):
+class ResNet(Backbone):
     """ResNet feature extractor, [B, 3, H, W] -> [B, feature_dim, H/32, W/32] (H/16 with last_stride=1).
 
-    Stages for multi-branch builders: ``stem`` (conv1, bn1, relu, maxpool), ``layer1..layer4``;
-    ``stage_channels`` their output channels; ``branch_stage(name, stride)`` deep-copies a stage.
+    Stages (:class:`Backbone`): ``stem`` (conv1, bn1, relu, maxpool), ``layer1..layer4``;
+    ``output_shape()`` their channels and strides; ``branch_stage(name, stride)`` deep-copies a stage.
     """
 
     def __init__(self, block: type[BasicBlock] | type[Bottleneck], layers: list[int], last_stride: int = 2,
@@ -143,8 +143,7 @@ class ResNet(nn.Module):
         self.layer2 = self._make_layer(block, 128, layers[1], 2)
         self.layer3 = self._make_layer(block, 256, layers[2], 2)
         self.layer4 = self._make_layer(block, 512, layers[3], last_stride)
-        self.stage_channels = [c * block.expansion for c in (64, 128, 256, 512)]
-        self.feature_dim = self.stage_channels[-1]
+        self._channels = [c * block.expansion for c in (64, 128, 256, 512)]
         if with_fc:
             self.avgpool = nn.AdaptiveAvgPool2d(1)
             self.fc = nn.Linear(self.feature_dim, num_classes)
@@ -182,16 +181,18 @@ class ResNet(nn.Module):
 
     def stage(self, name: str) -> nn.Module:
         """The stage ``name`` (stem, layer1..layer4), sharing parameters."""
-        if name == "stem":
-            return self.stem
-        if name not in STAGES:
-            raise KeyError(f"unknown stage '{name}'; stages: stem, {', '.join(STAGES)}")
-        return getattr(self, name)
+        self._check_stage(name)
+        return self.stem if name == "stem" else getattr(self, name)
 
-    def branch_stage(self, name: str, stride: int | None = None) -> nn.Module:
-        """A deep copy of stage ``name`` (independent parameters), its stride set when given."""
-        stage = copy.deepcopy(self.stage(name))
-        return set_stage_stride(stage, stride) if stride is not None else stage
+    def output_shape(self) -> dict[str, ShapeSpec]:
+        """stem 64 ch /4; layer1..layer4 64/128/256/512 x expansion at /4, /8, /16, /32 (/16 with
+        last_stride 1)."""
+        strides = (4, 8, 16, 16 * self.last_stride)
+        return {"stem": ShapeSpec(64, 4),
+                **{s: ShapeSpec(c, st) for s, c, st in zip(STAGES, self._channels, strides)}}
+
+    def set_stride(self, stage: nn.Module, stride: int) -> nn.Module:
+        return set_stage_stride(stage, stride)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """[B, 3, H, W] -> the layer4 map [B, feature_dim, h, w]."""

@@ -9,6 +9,10 @@
   reduced feature; test feature the reduced one (``neck_feat="after"``, PCB's "H") or the C-dim input
   (``"before"``, PCB's "G").
 
+Heads are registered in ``reid.registry.HEADS``; a multi-branch config names one per branch as
+``head: <name>`` or ``head: {name: <name>, **kwargs}``; the constructor is ``(in_dim, num_classes,
+**kwargs)`` and forward returns a :class:`HeadOutput`.
+
 Every head takes ``init``: an init scheme of :mod:`reid.models.heads.init` (``default``: the head's
 own initialisation above; ``mgn``, ``bdb``, ``lagnet``: as that network's released code).
 """
@@ -20,9 +24,8 @@ import torch
 from torch import nn
 
 from reid.models.heads.init import init_classifier, init_kaiming, init_laga, init_scheme
-from reid.registry import ConfigError, suggestion
-
-HEADS = ("bnneck", "reduction", "conv_reduction", "identity")
+from reid.models.layers.common import conv_bn
+from reid.registry import HEADS, ConfigError, suggestion
 
 
 class HeadOutput(NamedTuple):
@@ -33,6 +36,7 @@ class HeadOutput(NamedTuple):
     logits: torch.Tensor | None
 
 
+@HEADS.register("bnneck")
 class BNNeckHead(nn.Module):
     """BNNeck: x [B, C] -> BN1d (no bias) -> classifier; ``neck_feat``: "after" | "before"."""
 
@@ -62,6 +66,7 @@ class BNNeckHead(nn.Module):
 TRIPLET_INPUTS = ("embedding", "dropout")
 
 
+@HEADS.register("reduction")
 class ReductionHead(nn.Module):
     """LAGA-Net: x [B, C] -> Linear(C -> D) -> BN1d -> LeakyReLU(0.1) = e [B, D] -> Dropout(p) = d;
     logits = Linear(D -> num_classes)(d); test feature = x; triplet feature e (``triplet_input=
@@ -91,6 +96,7 @@ class ReductionHead(nn.Module):
         return HeadOutput(e if self.triplet_input == "embedding" else d, x, self.classifier(d))
 
 
+@HEADS.register("conv_reduction")
 class ConvReductionHead(nn.Module):
     """MGN: x [B, C] -> Conv1x1(C -> D, no bias) + BN + ReLU = r [B, D]; logits = Linear(D -> N)(r);
     triplet feature r; test feature r (``neck_feat="after"``) or x [B, C] (``"before"``)."""
@@ -104,8 +110,7 @@ class ConvReductionHead(nn.Module):
         self.neck_feat = neck_feat
         self.out_dim = dim
         self.test_dim = dim if neck_feat == "after" else in_dim
-        self.reduction = nn.Sequential(nn.Conv2d(in_dim, dim, 1, bias=False), nn.BatchNorm2d(dim),
-                                       nn.ReLU(inplace=True))
+        self.reduction = conv_bn(in_dim, dim)
         self.reduction.apply(init_kaiming)
         self.classifier = nn.Linear(dim, num_classes)
         init_kaiming(self.classifier)
@@ -118,6 +123,7 @@ class ConvReductionHead(nn.Module):
         return HeadOutput(r, r if self.neck_feat == "after" else x, self.classifier(r) if self.training else None)
 
 
+@HEADS.register("identity")
 class IdentityHead(nn.Module):
     """No embedding: x [B, C] -> Linear(C -> N) classifier; triplet and test feature x."""
 
@@ -133,11 +139,3 @@ class IdentityHead(nn.Module):
     def forward(self, x: torch.Tensor) -> HeadOutput:
         return HeadOutput(x, x, self.classifier(x) if self.training else None)
 
-
-def build_head(kind: str, in_dim: int, num_classes: int, **kwargs) -> nn.Module:
-    """A head by name: bnneck | reduction | conv_reduction | identity."""
-    table = {"bnneck": BNNeckHead, "reduction": ReductionHead, "conv_reduction": ConvReductionHead,
-             "identity": IdentityHead}
-    if kind not in table:
-        raise ConfigError(f"unknown head '{kind}'{suggestion(kind, table)}")
-    return table[kind](in_dim, num_classes, **kwargs)

@@ -1,13 +1,23 @@
-"""Poolings of a feature map [B, C, H, W] into vectors: GAP, GMP, GAP+GMP, GeM, horizontal stripes."""
+"""Poolings of a feature map [B, C, H, W] into vectors: GAP, GMP, GAP+GMP, GeM, horizontal stripes.
+
+The global poolings are registered in ``reid.registry.POOLINGS`` (a multi-branch config names one
+per branch as ``pooling: <name>`` or ``pooling: {name: <name>, **kwargs}``): a factory returning a
+module [B, C, H, W] -> [B, C]."""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reid.registry import ConfigError, suggestion
+from reid.registry import POOLINGS, ConfigError, suggestion
 
-POOLINGS = ("avg", "max", "avgmax", "gem", "stripes")
+GLOBAL_MODES = ("avg", "max", "avgmax", "gem")
+STRIPE_MODES = ("avg", "max", "avgmax")
+
+
+def avg_max(x: torch.Tensor) -> torch.Tensor:
+    """GAP + GMP: [B, C, H, W] -> [B, C]."""
+    return x.mean(dim=(2, 3)) + x.amax(dim=(2, 3))
 
 
 class GlobalPool(nn.Module):
@@ -15,8 +25,8 @@ class GlobalPool(nn.Module):
 
     def __init__(self, mode: str = "avg", p: float = 3.0):
         super().__init__()
-        if mode not in POOLINGS[:4]:
-            raise ConfigError(f"unknown pooling '{mode}'{suggestion(mode, POOLINGS)}")
+        if mode not in GLOBAL_MODES:
+            raise ConfigError(f"unknown pooling '{mode}'{suggestion(mode, GLOBAL_MODES)}")
         self.mode, self.p = mode, p
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -25,7 +35,7 @@ class GlobalPool(nn.Module):
         if self.mode == "max":
             return x.amax(dim=(2, 3))
         if self.mode == "avgmax":
-            return x.mean(dim=(2, 3)) + x.amax(dim=(2, 3))
+            return avg_max(x)
         return x.clamp(min=1e-6).pow(self.p).mean(dim=(2, 3)).pow(1.0 / self.p)
 
     def extra_repr(self) -> str:
@@ -40,8 +50,8 @@ class StripePool(nn.Module):
         super().__init__()
         if stripes < 1:
             raise ConfigError(f"stripes must be >= 1, got {stripes}")
-        if mode not in ("avg", "max", "avgmax"):
-            raise ConfigError(f"unknown stripe pooling '{mode}'{suggestion(mode, ('avg', 'max', 'avgmax'))}")
+        if mode not in STRIPE_MODES:
+            raise ConfigError(f"unknown stripe pooling '{mode}'{suggestion(mode, STRIPE_MODES)}")
         self.stripes, self.mode = stripes, mode
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -58,10 +68,26 @@ class StripePool(nn.Module):
         return f"stripes={self.stripes}, mode={self.mode}"
 
 
-def build_pooling(mode: str, stripes: int = 0) -> nn.Module:
-    """``stripes > 0`` (or ``mode == "stripes"``) gives a StripePool, otherwise a GlobalPool."""
-    if mode == "stripes":
-        return StripePool(stripes or 1, "avg")
-    if stripes:
-        return StripePool(stripes, mode)
-    return GlobalPool(mode)
+@POOLINGS.register("avg")
+def avg_pooling() -> GlobalPool:
+    """GAP."""
+    return GlobalPool("avg")
+
+
+@POOLINGS.register("max")
+def max_pooling() -> GlobalPool:
+    """GMP."""
+    return GlobalPool("max")
+
+
+@POOLINGS.register("avgmax")
+def avgmax_pooling() -> GlobalPool:
+    """GAP + GMP, summed (LAG-Net's pooling)."""
+    return GlobalPool("avgmax")
+
+
+@POOLINGS.register("gem")
+def gem_pooling(p: float = 3.0) -> GlobalPool:
+    """Generalised mean pooling with exponent ``p``."""
+    return GlobalPool("gem", p)
+

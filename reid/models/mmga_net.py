@@ -17,8 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from reid.models.bot import build_backbone
-from reid.models.build import backbone_groups
+from reid.models.build import backbone_groups, build_backbone
 from reid.models.heads import BNNeckHead
 from reid.models.layers import MaskGuidedAttention
 from reid.registry import MODELS

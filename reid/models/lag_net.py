@@ -1,4 +1,4 @@
-"""LAG-Net (local attention guided network; models.md "LAG-Net").
+"""LAG-Net, local attention guided network (models.md "LAG-Net"); not LAGA-Net (:mod:`reid.models.laga_net`).
 
 Trunk conv1..layer3[0] (shared); three streams, each its own copy of layer3[1:] + layer4::
 
@@ -22,20 +22,20 @@ release, which pools its "stripes" from the already 1x1 g_ps, so p0 = p1 = p2 = 
 N(1, 0.02)) or ``default`` (fan_out, BN weight 1); see :mod:`reid.models.heads.init`.
 
 Training output: ``{"logits": 7 x [B, N], "triplet_features": [gs, ps, la, d (256), ps head (512) or
-stripes (768)], "features": 7 x [B, 512], "parts": [B, M, C] (for ``attention_reg``)}``. Eval:
-``{"features": [B, 7 * 512]}`` (3584-D), the seven BN features concatenated in head order.
+stripes (768)], "head_features": 7 x [B, 512], "parts": [B, M, C] (for ``attention_reg``)}``. Eval:
+``{"features": [B, 7 * 512]}`` (3584-D), the seven head features concatenated in head order. (As in
+every network, ``features`` is the retrieval feature in eval mode; in training mode the networks
+whose triplet loss takes a single output name it ``features``, LAG-Net ``triplet_features``.)
 """
 from __future__ import annotations
-
-import copy
 
 import torch
 from torch import nn
 
-from reid.models.bot import build_backbone
-from reid.models.build import backbone_groups
-from reid.models.heads import InitScheme, StripePool, init_classifier, init_kaiming, init_scheme
+from reid.models.build import backbone_groups, build_backbone
+from reid.models.heads import InitScheme, StripePool, avg_max, init_classifier, init_kaiming, init_scheme
 from reid.models.layers import LAS, BADropBlock
+from reid.models.layers.common import conv_bn
 from reid.registry import MODELS, ConfigError, suggestion
 
 HEAD_NAMES = ("la", "d", "gs", "ps", "p0", "p1", "p2")
@@ -64,14 +64,9 @@ class LAGHead(nn.Module):
 
 def conv_reduction(in_dim: int, dim: int, scheme: InitScheme | None = None) -> nn.Sequential:
     """Conv1x1(in -> dim, no bias) + BN + ReLU on [B, in, 1, 1]."""
-    block = nn.Sequential(nn.Conv2d(in_dim, dim, 1, bias=False), nn.BatchNorm2d(dim), nn.ReLU(inplace=True))
+    block = conv_bn(in_dim, dim)
     block.apply(init_kaiming if scheme is None else scheme.embedding)
     return block
-
-
-def gap_gmp(x: torch.Tensor) -> torch.Tensor:
-    """[B, C, H, W] -> GAP + GMP [B, C]."""
-    return x.mean(dim=(2, 3)) + x.amax(dim=(2, 3))
 
 
 @MODELS.register("lagnet")
@@ -98,13 +93,17 @@ class LAGNet(nn.Module):
         scheme = init_scheme(init, "model.init")
         self.part_triplet, self.stripes_from = part_triplet, stripes_from
         net = build_backbone(backbone)
-        if len(net.layer3) < 2:
-            raise ConfigError("lagnet needs a backbone whose layer3 has at least 2 blocks")
-        self.trunk = nn.Sequential(*net.stem, net.layer1, net.layer2, net.layer3[0])
-        channels = int(net.stage_channels[-1])
+        try:
+            split = net.split("layer3[0]")
+        except ConfigError:
+            raise ConfigError("lagnet needs a backbone whose layer3 has at least 2 blocks") from None
+        stem, layer1, layer2, layer3_0 = split.trunk
+        # flat as before (conv1, bn1, relu, maxpool, layer1, layer2, layer3[0]): checkpoint names unchanged
+        self.trunk = nn.Sequential(*stem, layer1, layer2, *layer3_0)
+        channels = split.branch_shape.channels
 
         def stream(stride: int) -> nn.Sequential:
-            return nn.Sequential(copy.deepcopy(net.layer3[1:]), net.branch_stage("layer4", stride))
+            return nn.Sequential(*split.copy_branch(stride))
 
         self.global_stream = stream(2)
         self.part_stream = stream(1)
@@ -125,9 +124,9 @@ class LAGNet(nn.Module):
     def pooled(self, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """[B, 3, H, W] -> ({head name: [B, C]}, LAS part vectors [B, M, C])."""
         t = self.trunk(x)
-        v = {"gs": gap_gmp(self.global_stream(t))}
+        v = {"gs": avg_max(self.global_stream(t))}
         part = self.part_stream(t)
-        v["ps"] = gap_gmp(part)
+        v["ps"] = avg_max(part)
         f_la = self.la_stream(t)
         las = self.las(f_la)
         v["la"] = las.global_feature
@@ -140,7 +139,7 @@ class LAGNet(nn.Module):
         return v, las.parts
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor | list[torch.Tensor]]:
-        """Training: logits, triplet_features, features, parts; eval: features [B, 7 * 512]."""
+        """Training: logits, triplet_features, head_features, parts; eval: features [B, 7 * 512]."""
         v, parts = self.pooled(x)
         feats, logits = [], []
         for name in self.head_names:
@@ -155,7 +154,7 @@ class LAGNet(nn.Module):
         else:
             stripes = [red(v[f"p{i}"][:, :, None, None]).flatten(1) for i, red in enumerate(self.stripe_reductions)]
             trip.append(torch.cat(stripes, dim=1))
-        return {"logits": logits, "triplet_features": trip, "features": feats, "parts": parts}
+        return {"logits": logits, "triplet_features": trip, "head_features": feats, "parts": parts}
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         return backbone_groups(self, *self._backbone_modules)
