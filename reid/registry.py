@@ -10,6 +10,7 @@ import difflib
 import importlib
 import inspect
 import pkgutil
+from types import ModuleType
 from typing import Any, Callable, Iterable
 
 
@@ -100,15 +101,16 @@ class Registry:
         return self.get(name)(*args, **kwargs)
 
 
-def import_submodules(package: str, path: Iterable[str], skip: Iterable[str] = ()) -> None:
+def import_submodules(package: str, path: Iterable[str], skip: Iterable[str] = ()) -> list[ModuleType]:
     """Import every module and subpackage of ``package`` (its ``__path__`` is ``path``) whose name
     does not start with ``_``, in name order, except ``skip``: the one registration mechanism.
     A package's ``__init__`` calls ``import_submodules(__name__, __path__)``, so a new file in it
-    registers its components (``@MODELS.register(...)``) without being added to an import list."""
+    registers its components (``@MODELS.register(...)``) without being added to an import list.
+    Returns the modules imported."""
     skipped = set(skip)
-    for info in sorted(pkgutil.iter_modules(list(path)), key=lambda m: m.name):
-        if not info.name.startswith("_") and info.name not in skipped:
-            importlib.import_module(f"{package}.{info.name}")
+    return [importlib.import_module(f"{package}.{info.name}")
+            for info in sorted(pkgutil.iter_modules(list(path)), key=lambda m: m.name)
+            if not info.name.startswith("_") and info.name not in skipped]
 
 
 DATASETS = Registry("dataset")

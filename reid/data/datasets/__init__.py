@@ -5,14 +5,12 @@ module may declare ``PUBLISHED = {name: {split: (ids, images, cameras)}}``, the 
 real data set; they are collected in :data:`PUBLISHED` (a model can then be sized, and a run
 timed, without the data on disk).
 """
-import importlib
-import pkgutil
+from reid.registry import import_submodules
 
 from .base import DatasetError, ReidDataset, Sample  # noqa: F401
 
 #: Published split sizes per data set name: ``{split: (ids, images, cameras)}``, from the parsers.
 PUBLISHED: dict[str, dict[str, tuple[int, int, int]]] = {}
 
-for _mod in sorted(m.name for m in pkgutil.iter_modules(__path__)):
-    if _mod != "base" and not _mod.startswith("_"):
-        PUBLISHED.update(getattr(importlib.import_module(f"{__name__}.{_mod}"), "PUBLISHED", {}))
+for _module in import_submodules(__name__, __path__, skip=("base",)):
+    PUBLISHED.update(getattr(_module, "PUBLISHED", {}))
