@@ -55,7 +55,8 @@ def main() -> int:
     for name in models:
         overrides = ["device=cpu", "model.backbone.pretrained=false", f"train.amp='{args.amp}'", *args.override]
         if args.checkpoint_modules is not None:
-            overrides.append(f"train.checkpoint_modules=[{','.join(args.checkpoint_modules)}]")
+            quoted = ",".join(f"'{p}'" for p in args.checkpoint_modules)
+            overrides.append(f"train.checkpoint_modules=[{quoted}]")
         cfg = load_config(ROOT / CONFIGS[name], overrides)
         start = time.perf_counter()
         model = build_model(cfg.model, NUM_CLASSES, input_size=cfg.input.size)
