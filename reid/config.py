@@ -357,9 +357,16 @@ class Config(dict):
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads ``1e-3``-style numbers (no dot, unsigned exponent) as floats."""
+    """SafeLoader with YAML 1.2 booleans (only true/false: ``amp: off`` is the string 'off', not
+    False) that also reads ``1e-3``-style numbers (no dot, unsigned exponent) as floats."""
 
 
+_BOOL = "tag:yaml.org,2002:bool"
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != _BOOL]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),

@@ -2,12 +2,15 @@
 ``load_config`` with a "did you mean" (issue 13, item 7): before a data set or a trainer exists."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 import pytest
 
 from reid.config import VALUE_CHECKS, Choice, ConfigError, literal_choices, load_config
 from reid.registry import LOSSES
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def choice_values() -> list[tuple[str, str]]:
@@ -76,3 +79,11 @@ def test_engine_choice_sets_are_those_the_config_accepts():
 
     assert set(VALUE_CHECKS["train.amp"].values) == set(AMP_MODES)
     assert set(VALUE_CHECKS["schedule.name"].values) == set(SCHEDULES)
+
+
+def test_yaml_on_off_words_are_strings_and_booleans_are_true_false(tmp_path):
+    """YAML 1.1 would read a bare ``off`` as False; ``train.amp=off`` must be the choice 'off'."""
+    cfg = load_config(ROOT / "configs" / "quickstart.yaml", ["train.amp=off", "test.flip=true"])
+    assert cfg.train.amp == "off" and cfg.test.flip is True
+    with pytest.raises(ConfigError, match="test.flip"):
+        load_config(ROOT / "configs" / "quickstart.yaml", ["test.flip=yes"])
