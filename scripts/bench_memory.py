@@ -36,6 +36,27 @@ CONFIGS = {name: f"configs/{name}/market1501.yaml" for name in FAMILIES}
 NUM_CLASSES = 751  # Market-1501's training identities: the classifier's size
 
 
+def account(model: torch.nn.Module, cfg) -> str:
+    """Forward GFLOP per image of each module two names deep (e.g. ``backbone.layer1``,
+    ``rga.layer1``), counted on two training-mode images, largest first."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.randn(2, 3, *[int(v) for v in cfg.input.size])
+    model.train()
+    with FlopCounterMode(display=False, depth=4) as counter:
+        model(x)
+    root = type(model).__name__
+    rows = []
+    for name, ops in counter.get_flop_counts().items():
+        parts = name.split(".")
+        if parts[0] == root and len(parts) in (2, 3):
+            rows.append((sum(ops.values()) / 2 / 1e9, ".".join(parts[1:])))
+    total = sum(counter.get_flop_counts()["Global"].values()) / 2 / 1e9
+    lines = [f"forward GFLOP per image by module ({total:.2f} in all):"]
+    lines += [f"  {name:<32} {g:8.3f}  {g / total:6.1%}" for g, name in sorted(rows, reverse=True) if g >= 0.01 * total]
+    return "\n".join(lines)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     ap.add_argument("--models", nargs="+", default=["all"], choices=sorted(CONFIGS) + ["all"])
@@ -45,6 +66,8 @@ def main() -> int:
                     help="train.checkpoint_modules for every network (module-name patterns)")
     ap.add_argument("--fit-gib", type=float, default=8.0, help="the memory budget the last column checks")
     ap.add_argument("--override", nargs="*", default=[], help="extra config overrides for every network")
+    ap.add_argument("--account", action="store_true",
+                    help="also print each module's forward GFLOP per image (modules two names deep)")
     args = ap.parse_args()
     models = list(FAMILIES) if "all" in args.models else args.models
     print(f"CPU, {torch.get_num_threads()} threads; amp {args.amp}; tensor allocations counted by the profiler; "
@@ -61,6 +84,8 @@ def main() -> int:
         start = time.perf_counter()
         model = build_model(cfg.model, NUM_CLASSES, input_size=cfg.input.size)
         params = count(model.parameters())[0]
+        if args.account:
+            print(account(model, cfg))
         m = step_memory(cfg, model)
         check = ""
         if args.check:
