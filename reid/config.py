@@ -18,6 +18,7 @@ import copy
 import inspect
 import os
 import re
+import sys
 import typing
 from pathlib import Path
 from typing import Any, Iterable
@@ -564,12 +565,17 @@ def _expected_types(default: Any, annotation: Any) -> tuple[type, ...] | None:
 _LITERAL = re.compile(r"^\s*(?:typing\.)?Literal\[(.*)\]\s*$", re.S)
 
 
-def literal_choices(annotation: Any) -> tuple[Any, ...] | None:
+def literal_choices(annotation: Any, namespace: dict[str, Any] | None = None) -> tuple[Any, ...] | None:
     """The values of a ``Literal[...]`` annotation (a string under ``from __future__ import
-    annotations``, or the typing object), else None: a component keyword annotated so is one of
-    a fixed set of values, checked when the config loads."""
+    annotations``, the typing object, or the name of a module-level alias such as ``Neck =
+    Literal["bnneck", "none"]`` looked up in ``namespace``), else None: a component keyword
+    annotated so is one of a fixed set of values, checked when the config loads."""
     if typing.get_origin(annotation) is typing.Literal:
         return typing.get_args(annotation)
+    if isinstance(annotation, str) and namespace is not None and annotation.strip().isidentifier():
+        alias = namespace.get(annotation.strip())
+        if typing.get_origin(alias) is typing.Literal:
+            return typing.get_args(alias)
     match = _LITERAL.match(annotation) if isinstance(annotation, str) else None
     if match is None:
         return None
@@ -578,6 +584,12 @@ def literal_choices(annotation: Any) -> tuple[Any, ...] | None:
     except (ValueError, SyntaxError):
         return None
     return tuple(values)
+
+
+def _namespace(component: Any) -> dict[str, Any]:
+    """The globals of the module defining ``component`` (where its annotations' names live)."""
+    module = sys.modules.get(getattr(component, "__module__", ""), None)
+    return vars(module) if module is not None else {}
 
 
 def _check_type(key: str, value: Any, types: tuple[type, ...] | None, where: str,
@@ -636,7 +648,7 @@ def _validate_component(key: str, section: Any, registry: Registry, origin: dict
                 v = {**p.default, **v}
             out[k] = _validate_component(sub, v, NESTED_COMPONENTS[k], origin, fallback)
             continue
-        choices = literal_choices(p.annotation)
+        choices = literal_choices(p.annotation, _namespace(registry.get(name)))
         if choices is not None:
             check = Choice(*choices)
             if not check.ok(v):

@@ -87,3 +87,24 @@ def test_yaml_on_off_words_are_strings_and_booleans_are_true_false(tmp_path):
     assert cfg.train.amp == "off" and cfg.test.flip is True
     with pytest.raises(ConfigError, match="test.flip"):
         load_config(ROOT / "configs" / "quickstart.yaml", ["test.flip=yes"])
+
+
+@pytest.mark.parametrize("config, override, suggested", [
+    ("bot", "model.neck=bnnek", "bnneck"),
+    ("bot", "model.neck_feat=aftr", "after"),
+    ("bdb", "model.neck=bneck", "bnneck"),
+    ("lagnet", "model.part_triplet=stripe", "stripes"),
+    ("lagnet", "model.stripes_from=pool", "pooled"),
+    ("lagnet", "model.las_pooling=ad", "add"),
+    ("rganet", "model.neck_feat=befor", "before"),
+    ("laganet", "model.triplet_input=dropot", "dropout"),
+    ("bot", "losses.triplet.metric=cosin", "cosine"),
+    ("bot", "losses.ce.reduce=meen", "mean"),
+    ("lagnet", "losses.attention_reg.update=lst", "last"),
+    ("bot", "dataset={name: cuhk03_labeled, source: mta}", "mat"),
+])
+def test_network_loss_and_dataset_choices_fail_at_load(config, override, suggested):
+    """Component keywords with a fixed set of values (``Literal`` aliases such as ``BdbNeck``) are
+    checked when the config loads, before any data set or model is built."""
+    with pytest.raises(ConfigError, match=f"did you mean '{suggested}'"):
+        load_config(ROOT / "configs" / config / "market1501.yaml", [override])

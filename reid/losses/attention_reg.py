@@ -12,6 +12,8 @@ released code's ``centers[y] += ...`` (index assignment with repeated indices) d
 """
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -19,7 +21,8 @@ from torch import nn
 from reid.losses.base import pids_of
 from reid.registry import LOSSES, ConfigError
 
-UPDATES = ("mean", "last")
+CentreUpdate = Literal["mean", "last"]
+UPDATES = get_args(CentreUpdate)
 
 
 def signed_sqrt_normalize(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
@@ -37,7 +40,7 @@ class AttentionRegLoss(nn.Module):
     """
 
     def __init__(self, num_classes: int = 0, alpha: float = 0.05, input: str = "parts",  # noqa: A002
-                 update: str = "mean", logits: str = "logits"):
+                 update: CentreUpdate = "mean", logits: str = "logits"):
         super().__init__()
         if update not in UPDATES:
             raise ConfigError(f"attention_reg update must be one of {UPDATES}, got '{update}'")

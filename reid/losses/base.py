@@ -1,21 +1,22 @@
 """Shared machinery of the losses: picking named model outputs, reducing list-valued ones."""
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Literal, Mapping, get_args
 
 import torch
 from torch import nn
 
 from reid.registry import ConfigError, suggestion
 
-REDUCTIONS = ("sum", "mean")
+Reduce = Literal["sum", "mean"]
+REDUCTIONS = get_args(Reduce)
 
 
 class OutputLoss(nn.Module):
     """A loss over one named model output; a list-valued output gives one term per element,
     combined by ``reduce`` ("sum" | "mean")."""
 
-    def __init__(self, input: str, reduce: str = "sum"):  # noqa: A002 - the config key is 'input'
+    def __init__(self, input: str, reduce: Reduce = "sum"):  # noqa: A002 - the config key is 'input'
         super().__init__()
         if reduce not in REDUCTIONS:
             raise ConfigError(f"loss reduce must be 'sum' or 'mean', got '{reduce}'{suggestion(reduce, REDUCTIONS)}")

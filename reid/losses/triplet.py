@@ -1,13 +1,16 @@
 """Batch-hard triplet loss (Hermans et al., "In Defense of the Triplet Loss", 2017)."""
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import torch
 import torch.nn.functional as F
 
-from reid.losses.base import OutputLoss, pids_of
+from reid.losses.base import OutputLoss, Reduce, pids_of
 from reid.registry import LOSSES, ConfigError
 
-METRICS = ("euclidean", "cosine")
+TripletMetric = Literal["euclidean", "cosine"]
+METRICS = get_args(TripletMetric)
 
 
 def pairwise_distance(x: torch.Tensor, metric: str = "euclidean") -> torch.Tensor:
@@ -53,8 +56,8 @@ class TripletLoss(OutputLoss):
     replaces the hinge by softplus (``margin`` then unused).
     """
 
-    def __init__(self, margin: float = 0.3, soft_margin: bool = False, metric: str = "euclidean",
-                 input: str = "features", reduce: str = "sum", normalize: bool = False):  # noqa: A002
+    def __init__(self, margin: float = 0.3, soft_margin: bool = False, metric: TripletMetric = "euclidean",
+                 input: str = "features", reduce: Reduce = "sum", normalize: bool = False):  # noqa: A002
         super().__init__(input, reduce)
         if metric not in METRICS:
             raise ConfigError(f"triplet metric must be one of {METRICS}, got '{metric}'")

@@ -20,17 +20,21 @@ Eval: ``{"features": [B, 1536]}``.
 """
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import torch
 from torch import nn
 
 from reid.models.backbones.resnet import Bottleneck
 from reid.models.build import backbone_groups, build_backbone
 from reid.models.heads import BNNeckHead, IdentityHead, init_kaiming, init_scheme
+from reid.models.heads.heads import NeckFeat
 from reid.models.layers import BatchDropBlock
 from reid.models.layers.common import conv_bn
 from reid.registry import MODELS, ConfigError, suggestion
 
-NECKS = ("none", "bnneck")
+BdbNeck = Literal["none", "bnneck"]
+NECKS = get_args(BdbNeck)
 
 
 @MODELS.register("bdb")
@@ -45,7 +49,7 @@ class BDBNet(nn.Module):
     def __init__(self, num_classes: int,
                  backbone: dict = {"name": "resnet50", "last_stride": 1},  # noqa: B006
                  height_ratio: float = 0.33, width_ratio: float = 1.0, global_dim: int = 512,
-                 drop_dim: int = 1024, neck: str = "none", neck_feat: str = "after", init: str = "bdb"):
+                 drop_dim: int = 1024, neck: BdbNeck = "none", neck_feat: NeckFeat = "after", init: str = "bdb"):
         super().__init__()
         if neck not in NECKS:
             raise ConfigError(f"model.neck: unknown choice '{neck}'{suggestion(str(neck), NECKS)}")

@@ -1,12 +1,17 @@
 """BoT baseline (Luo et al., "Bag of Tricks and a Strong Baseline for Deep Person Re-ID", 2019)."""
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import nn
 
 from reid.models.build import backbone_groups, build_backbone
 from reid.models.heads import BNNeckHead, IdentityHead
+from reid.models.heads.heads import NeckFeat
 from reid.registry import MODELS, POOLINGS, ConfigError
+
+BotNeck = Literal["bnneck", "none"]
 
 
 @MODELS.register("bot")
@@ -19,7 +24,7 @@ class BoT(nn.Module):
     """
 
     def __init__(self, num_classes: int, backbone: dict = {"name": "resnet50", "last_stride": 1},  # noqa: B006
-                 pooling: str = "avg", neck: str = "bnneck", neck_feat: str = "after"):
+                 pooling: str = "avg", neck: BotNeck = "bnneck", neck_feat: NeckFeat = "after"):
         super().__init__()
         self.backbone = build_backbone(backbone)
         dim = int(self.backbone.feature_dim)

@@ -29,6 +29,8 @@ whose triplet loss takes a single output name it ``features``, LAG-Net ``triplet
 """
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import torch
 from torch import nn
 
@@ -36,11 +38,14 @@ from reid.models.build import backbone_groups, build_backbone
 from reid.models.heads import InitScheme, StripePool, avg_max, init_classifier, init_kaiming, init_scheme
 from reid.models.layers import LAS, BADropBlock
 from reid.models.layers.common import conv_bn
+from reid.models.layers.las import LasPooling
 from reid.registry import MODELS, ConfigError, suggestion
 
 HEAD_NAMES = ("la", "d", "gs", "ps", "p0", "p1", "p2")
-PART_TRIPLETS = ("head", "stripes")
-STRIPE_SOURCES = ("map", "pooled")
+PartTriplet = Literal["head", "stripes"]
+PART_TRIPLETS = get_args(PartTriplet)
+StripeSource = Literal["map", "pooled"]
+STRIPE_SOURCES = get_args(StripeSource)
 
 
 class LAGHead(nn.Module):
@@ -82,9 +87,9 @@ class LAGNet(nn.Module):
 
     def __init__(self, num_classes: int,
                  backbone: dict = {"name": "resnet50", "last_stride": 1},  # noqa: B006
-                 las_pooling: str = "add", num_parts: int = 24, drop_threshold: float = 0.5,
+                 las_pooling: LasPooling = "add", num_parts: int = 24, drop_threshold: float = 0.5,
                  use_drop: bool = True, embed_dim: int = 512, triplet_dim: int = 256, stripes: int = 3,
-                 part_triplet: str = "head", stripes_from: str = "map", init: str = "lagnet"):
+                 part_triplet: PartTriplet = "head", stripes_from: StripeSource = "map", init: str = "lagnet"):
         super().__init__()
         for key, value, choices in (("part_triplet", part_triplet, PART_TRIPLETS),
                                     ("stripes_from", stripes_from, STRIPE_SOURCES)):

@@ -16,6 +16,7 @@ from torch import nn
 
 from reid.models.build import backbone_groups, build_backbone
 from reid.models.heads import BNNeckHead
+from reid.models.heads.heads import NeckFeat
 from reid.models.layers import RGA
 from reid.models.layers.common import checkpointed
 from reid.registry import MODELS, ConfigError
@@ -39,7 +40,7 @@ class RGANet(nn.Module):
                  use_spatial: bool = True, use_channel: bool = True, channel_ratio: int = 8,
                  spatial_ratio: int = 8, down_ratio: int = 8,
                  rga_stages: list = ["layer1", "layer2", "layer3", "layer4"],  # noqa: B006
-                 neck_feat: str = "after", checkpoint_attention: bool = False):
+                 neck_feat: NeckFeat = "after", checkpoint_attention: bool = False):
         super().__init__()
         if input_size is None:
             input_size = [256, 128]  # a direct call without a config; configs fill it from input.size

@@ -16,6 +16,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -32,7 +33,8 @@ NP_PATTERN = re.compile(r"(?P<pid>-?\d+)_c(?P<cam>\d+)(?:_\w+)?")
 NP_FORMAT = "PPPP_cC_N.png (e.g. 0001_c1_1.png)"
 MAT_NAME_RE = re.compile(r"^(?P<pair>\d)_(?P<pid>\d{3})_(?P<view>\d)_(?P<n>\d{2})\.png$")
 DONE = ".extracted"
-SOURCES = ("auto", "np", "mat")
+Source = Literal["auto", "np", "mat"]
+SOURCES = get_args(Source)
 #: Published split sizes (ids, images, cameras); train includes validation images. See docs/datasets.md.
 #: New protocol; CUHK03-NP and the real cuhk03_new_protocol_config_*.mat files give the same numbers.
 PUBLISHED = {
@@ -192,14 +194,14 @@ def load_cuhk03(kind: str, root: str, source: str, classic: bool, split_id: int)
 
 
 @DATASETS.register("cuhk03_labeled")
-def cuhk03_labeled(root: str = "datasets", source: str = "auto", classic: bool = False,
+def cuhk03_labeled(root: str = "datasets", source: Source = "auto", classic: bool = False,
                    split_id: int = 0) -> ReidDataset:
     """CUHK03 labeled boxes; ``source``: ``auto`` (CUHK03-NP if present), ``np`` or ``mat``."""
     return load_cuhk03("labeled", root, source, classic, split_id)
 
 
 @DATASETS.register("cuhk03_detected")
-def cuhk03_detected(root: str = "datasets", source: str = "auto", classic: bool = False,
+def cuhk03_detected(root: str = "datasets", source: Source = "auto", classic: bool = False,
                     split_id: int = 0) -> ReidDataset:
     """CUHK03 detected boxes; ``source``: ``auto`` (CUHK03-NP if present), ``np`` or ``mat``."""
     return load_cuhk03("detected", root, source, classic, split_id)

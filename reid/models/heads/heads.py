@@ -18,7 +18,7 @@ own initialisation above; ``mgn``, ``bdb``, ``lagnet``: as that network's releas
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Literal, NamedTuple, get_args
 
 import torch
 from torch import nn
@@ -26,6 +26,10 @@ from torch import nn
 from reid.models.heads.init import init_classifier, init_kaiming, init_laga, init_scheme
 from reid.models.layers.common import conv_bn
 from reid.registry import HEADS, ConfigError, suggestion
+
+#: The choices of the heads' string keywords (checked when a config loads, where a network exposes them).
+NeckFeat = Literal["after", "before"]
+TripletInput = Literal["embedding", "dropout"]
 
 
 class HeadOutput(NamedTuple):
@@ -40,7 +44,7 @@ class HeadOutput(NamedTuple):
 class BNNeckHead(nn.Module):
     """BNNeck: x [B, C] -> BN1d (no bias) -> classifier; ``neck_feat``: "after" | "before"."""
 
-    def __init__(self, in_dim: int, num_classes: int, neck_feat: str = "after", init: str = "default"):
+    def __init__(self, in_dim: int, num_classes: int, neck_feat: NeckFeat = "after", init: str = "default"):
         super().__init__()
         if neck_feat not in ("after", "before"):
             raise ConfigError(f"neck_feat must be 'after' or 'before', got '{neck_feat}'")
@@ -63,7 +67,7 @@ class BNNeckHead(nn.Module):
 
 
 #: ReductionHead's triplet feature: the learned embedding (before dropout) or the dropped-out one
-TRIPLET_INPUTS = ("embedding", "dropout")
+TRIPLET_INPUTS = get_args(TripletInput)
 
 
 @HEADS.register("reduction")
@@ -73,7 +77,7 @@ class ReductionHead(nn.Module):
     "embedding"``, the paper's learned embedding) or d (``"dropout"``)."""
 
     def __init__(self, in_dim: int, num_classes: int, dim: int = 1024, dropout: float = 0.5,
-                 negative_slope: float = 0.1, init: str = "default", triplet_input: str = "embedding"):
+                 negative_slope: float = 0.1, init: str = "default", triplet_input: TripletInput = "embedding"):
         super().__init__()
         scheme = init_scheme(init)
         if triplet_input not in TRIPLET_INPUTS:
@@ -101,7 +105,7 @@ class ConvReductionHead(nn.Module):
     """MGN: x [B, C] -> Conv1x1(C -> D, no bias) + BN + ReLU = r [B, D]; logits = Linear(D -> N)(r);
     triplet feature r; test feature r (``neck_feat="after"``) or x [B, C] (``"before"``)."""
 
-    def __init__(self, in_dim: int, num_classes: int, dim: int = 256, neck_feat: str = "after",
+    def __init__(self, in_dim: int, num_classes: int, dim: int = 256, neck_feat: NeckFeat = "after",
                  init: str = "default"):
         super().__init__()
         if neck_feat not in ("after", "before"):

@@ -10,15 +10,16 @@ attention pooling)::
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Literal, NamedTuple, get_args
 
 import torch
 from torch import nn
 
 from reid.models.layers.common import check_feature_map, conv_bn
-from reid.registry import LAYERS
+from reid.registry import LAYERS, ConfigError, suggestion
 
-LAS_POOLINGS = ("add", "mul")
+LasPooling = Literal["add", "mul"]
+LAS_POOLINGS = get_args(LasPooling)
 
 
 class LASOutput(NamedTuple):
@@ -58,10 +59,10 @@ def attention_pool(features: torch.Tensor, maps: torch.Tensor, op: str) -> torch
 class LAS(nn.Module):
     """Local Attention System; forward(F [B, C, H, W]) -> LASOutput (see the module docstring)."""
 
-    def __init__(self, channels: int, num_parts: int = 24, pooling: str = "add", bn_eps: float = 1e-3):
+    def __init__(self, channels: int, num_parts: int = 24, pooling: LasPooling = "add", bn_eps: float = 1e-3):
         super().__init__()
         if pooling not in LAS_POOLINGS:
-            raise ValueError(f"LAS pooling must be one of {LAS_POOLINGS}, got '{pooling}'")
+            raise ConfigError(f"LAS pooling: unknown choice '{pooling}'{suggestion(str(pooling), LAS_POOLINGS)}")
         if not 1 <= num_parts <= channels:
             raise ValueError(f"LAS: num_parts must be in [1, {channels}], got {num_parts}")
         self.channels, self.num_parts, self.pooling = channels, num_parts, pooling
