@@ -108,3 +108,18 @@ def masked_batch_of(n_ids: int = 2, k: int = 4, size=SIZE, seed: int = 0) -> dic
     return {"images": torch.randn(n_ids * k, 3, *size, generator=g),
             "pids": torch.arange(n_ids).repeat_interleave(k),
             "masks": group_labels(labels), "mask_valid": torch.ones(n_ids * k, dtype=torch.bool)}
+
+
+def tiny_run_overrides(tmp_path: Path, *extra: str, ids: int = 24, test_ids: int = 12, images_per_id: int = 8,
+                       size: str = "[64,32]", p: int = 4, k: int = 4, epochs: int = 1, iters: int = 3) -> list[str]:
+    """Overrides for a seconds-long BoT run on a synthetic set: ResNet-18, constant lr, no warm-up,
+    ``epochs`` epochs of ``iters`` steps, everything written under ``tmp_path``."""
+    return [
+        f"output_dir={tmp_path / 'run'}", f"data.cache_dir={tmp_path / 'cache'}",
+        "dataset.name=synthetic", f"dataset.root={tmp_path / 'datasets'}",
+        f"dataset.num_ids={ids}", f"dataset.num_test_ids={test_ids}", f"dataset.images_per_id={images_per_id}",
+        f"input.size={size}", f"sampler.num_ids={p}", f"sampler.num_instances={k}",
+        "model.name=bot", "model.backbone={name: resnet18, last_stride: 1, pretrained: false}",
+        "optimizer.lr=1e-3", "schedule.warmup_epochs=0", "schedule.name=constant",
+        f"train.epochs={epochs}", f"train.iters_per_epoch={iters}", "test.batch_size=64", *extra,
+    ]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from nettools import tiny_run_overrides
 from test_checks_run import Records
 
 from reid.config import load_config
@@ -22,15 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def tiny(tmp_path: Path, *extra: str) -> list[str]:
     """Overrides for a seconds-long run: 24 synthetic identities, ResNet-18 at 64x32, 3 iterations."""
-    return [
-        f"output_dir={tmp_path / 'run'}", f"data.cache_dir={tmp_path / 'cache'}",
-        "dataset.name=synthetic", f"dataset.root={tmp_path / 'datasets'}",
-        "dataset.num_ids=24", "dataset.num_test_ids=12", "dataset.images_per_id=8",
-        "input.size=[64,32]", "sampler.num_ids=4", "sampler.num_instances=4",
-        "model.name=bot", "model.backbone={name: resnet18, last_stride: 1, pretrained: false}",
-        "optimizer.lr=1e-3", "schedule.warmup_epochs=0", "schedule.name=constant",
-        "train.epochs=1", "train.iters_per_epoch=3", "test.batch_size=64", *extra,
-    ]
+    return tiny_run_overrides(tmp_path, *extra)
 
 
 @pytest.fixture(scope="module")

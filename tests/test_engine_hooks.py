@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from nettools import tiny_run_overrides
 
 from reid.config import load_config
 from reid.engine import HookBase, Trainer
@@ -18,15 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def tiny(tmp_path: Path, *extra: str) -> list[str]:
     """Overrides for a seconds-long run: 8 synthetic identities, ResNet-18 at 32x16, 2 epochs of 2 steps."""
-    return [
-        f"output_dir={tmp_path / 'run'}", f"data.cache_dir={tmp_path / 'cache'}",
-        "dataset.name=synthetic", f"dataset.root={tmp_path / 'datasets'}",
-        "dataset.num_ids=8", "dataset.num_test_ids=4", "dataset.images_per_id=4",
-        "input.size=[32,16]", "sampler.num_ids=2", "sampler.num_instances=2", "data.workers=1",
-        "model.name=bot", "model.backbone={name: resnet18, last_stride: 1, pretrained: false}",
-        "optimizer.lr=1e-3", "schedule.warmup_epochs=0", "schedule.name=constant",
-        "train.epochs=2", "train.iters_per_epoch=2", "test.batch_size=64", *extra,
-    ]
+    return tiny_run_overrides(tmp_path, "data.workers=1", *extra, ids=8, test_ids=4, images_per_id=4,
+                              size="[32,16]", p=2, k=2, epochs=2, iters=2)
 
 
 class Recorder(HookBase):
