@@ -1,13 +1,12 @@
 """Every network family trains from its Market-1501 config through tools/train.py and evaluates its
-checkpoint through tools/test.py (ResNet-18 trunk, 128x64, a tiny synthetic set with part masks).
+checkpoint through tools/test.py (ResNet-18 trunk, 96x48, a tiny synthetic set with part masks).
 
-BoT runs the tools as new processes (the command a user types); the other families run the same
-scripts as ``__main__`` inside the test process, which saves two interpreter start-ups per family."""
+The scripts run as ``__main__`` inside the test process (two interpreter start-ups saved per
+family); the same commands as new processes are run by ``test_engine_train.test_train_then_test_cli``."""
 from __future__ import annotations
 
 import json
 import runpy
-import subprocess
 import sys
 from types import SimpleNamespace
 from unittest import mock
@@ -24,15 +23,8 @@ def shared(tmp_path_factory):
     return tmp_path_factory.mktemp("every_family")
 
 
-#: Families whose tools run as separate processes (the rest run in this process).
-AS_PROCESS = {"bot"}
-
-
-def run(*args: str, process: bool = True) -> SimpleNamespace:
-    """Run the tool ``args[0]`` with the remaining arguments: (returncode, stderr)."""
-    if process:
-        done = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
-        return SimpleNamespace(returncode=done.returncode, stderr=done.stderr)
+def run(*args: str) -> SimpleNamespace:
+    """Run the tool ``args[0]`` as ``__main__`` with the remaining arguments: (returncode, stderr)."""
     script = str(ROOT / args[0])
     with mock.patch.object(sys, "argv", [script, *args[1:]]):
         try:
@@ -48,19 +40,18 @@ def test_train_then_test_through_the_tools(family, shared, tmp_path):
     overrides = [
         f"dataset={{name: synthetic, root: {shared / 'data'}, num_ids: 8, num_test_ids: 4, images_per_id: 6}}",
         f"data.cache_dir={shared / 'cache'}", "data.workers=1", "device=cpu",
-        "model.backbone={name: resnet18, last_stride: 1, pretrained: false}", "input.size=[128,64]",
+        "model.backbone={name: resnet18, last_stride: 1, pretrained: false}", "input.size=[96,48]",
         "sampler.num_ids=2", "sampler.num_instances=2", "train.epochs=1", "train.iters_per_epoch=2",
         "train.eval_before=false", "schedule.warmup_epochs=0", "test.batch_size=32",
     ]
     out = tmp_path / "run"
-    process = family in AS_PROCESS
-    trained = run("tools/train.py", "--config", config, "--output-dir", str(out), *overrides, process=process)
+    trained = run("tools/train.py", "--config", config, "--output-dir", str(out), *overrides)
     assert trained.returncode == 0, trained.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())["final"]
     assert 0.0 <= metrics["mAP"] <= 1.0 and 0.0 <= metrics["rank1"] <= 1.0
 
     tested = run("tools/test.py", "--config", config, "--checkpoint", str(out / "checkpoints" / "last.pth"),
-                 "--output-dir", str(tmp_path / "test"), *overrides, process=process)
+                 "--output-dir", str(tmp_path / "test"), *overrides)
     assert tested.returncode == 0, tested.stderr[-3000:]
     again = json.loads((tmp_path / "test" / "test_metrics.json").read_text())["metrics"]
     assert again["mAP"] == pytest.approx(metrics["mAP"], abs=1e-6)  # the checkpoint reproduces the run's figures
