@@ -51,6 +51,17 @@ def store_key(paths: Sequence[str | None], size: tuple[int, int], interpolation:
     return h.hexdigest()[:16]
 
 
+def resized_uint8(im: Image.Image, size: tuple[int, int], resample: int, rgb: bool = True) -> np.ndarray:
+    """uint8 [H, W, 3] of ``im`` at ``size`` (H, W) (``rgb=False``: ``im`` as it is, e.g. a label
+    map [H, W]), resized with ``resample`` only when its size differs: the one decoding rule of the
+    test images (the store's and :mod:`reid.inference`'s)."""
+    if rgb:
+        im = im.convert("RGB")
+    if im.size != (size[1], size[0]):
+        im = im.resize((size[1], size[0]), resample)
+    return np.asarray(im, dtype=np.uint8)
+
+
 def _decode(path: str, size: tuple[int, int], resample: int, mode: str,
             original: np.ndarray | None = None, i: int = 0) -> np.ndarray:
     """The image at ``path`` resized to ``size`` (H, W); ``original[i]`` receives its (H, W)."""
@@ -60,11 +71,7 @@ def _decode(path: str, size: tuple[int, int], resample: int, mode: str,
                 original[i] = (im.size[1], im.size[0])
             if mode == "L":  # label map: keep the label values
                 im = im if im.mode in ("L", "P") else im.convert("L")
-            else:
-                im = im.convert("RGB")
-            if im.size != (size[1], size[0]):
-                im = im.resize((size[1], size[0]), resample)
-            return np.asarray(im, dtype=np.uint8)
+            return resized_uint8(im, size, resample, rgb=mode != "L")
     except (OSError, ValueError, SyntaxError) as exc:
         raise DatasetError(f"{path}: cannot decode image ({exc})") from None
 

@@ -36,17 +36,17 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
-def backward_and_step(total: torch.Tensor, optimizer: torch.optim.Optimizer,
-                      scaler: torch.amp.GradScaler | None = None,
-                      parameters: Any = None, grad_clip: float = 0.0) -> None:
-    """zero_grad, backward (loss-scaled with ``scaler``), gradient clipping of ``parameters`` when
-    ``grad_clip`` > 0, optimiser step: the update of one training step."""
-    optimizer.zero_grad(set_to_none=True)
+def backward(total: torch.Tensor, scaler: torch.amp.GradScaler | None = None) -> None:
+    """Backward of the loss ``total`` (loss-scaled with ``scaler``): the step's first phase ends."""
+    (scaler.scale(total) if scaler else total).backward()
+
+
+def optimizer_update(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None = None,
+                     parameters: Any = None, grad_clip: float = 0.0) -> None:
+    """Unscale (with ``scaler``), clip the gradients of ``parameters`` when ``grad_clip`` > 0, and
+    step the optimiser: the step's second phase."""
     if scaler:
-        scaler.scale(total).backward()
         scaler.unscale_(optimizer)
-    else:
-        total.backward()
     if grad_clip:
         torch.nn.utils.clip_grad_norm_(parameters, float(grad_clip))
     if scaler:
@@ -54,6 +54,16 @@ def backward_and_step(total: torch.Tensor, optimizer: torch.optim.Optimizer,
         scaler.update()
     else:
         optimizer.step()
+
+
+def backward_and_step(total: torch.Tensor, optimizer: torch.optim.Optimizer,
+                      scaler: torch.amp.GradScaler | None = None,
+                      parameters: Any = None, grad_clip: float = 0.0) -> None:
+    """zero_grad, backward (loss-scaled with ``scaler``), gradient clipping of ``parameters`` when
+    ``grad_clip`` > 0, optimiser step: the update of one training step."""
+    optimizer.zero_grad(set_to_none=True)
+    backward(total, scaler)
+    optimizer_update(optimizer, scaler, parameters, grad_clip)
 
 
 class CastInput(torch.nn.Module):

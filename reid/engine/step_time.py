@@ -21,7 +21,7 @@ from torch import nn
 from reid.data import DatasetError, build_dataset
 from reid.data.datasets import PUBLISHED
 from reid.data.sampler import batches_per_epoch
-from reid.engine.amp import amp_dtype, autocast, backward_and_step
+from reid.engine.amp import amp_dtype, autocast, backward, backward_and_step, optimizer_update
 from reid.engine.cost import (
     AllocationPeak,
     FlopCount,
@@ -75,20 +75,11 @@ class TrainStep:
 
     def forward_backward(self, batch: dict[str, torch.Tensor]) -> None:
         """The step's first phase: forward, losses, backward (gradients accumulate)."""
-        total = self.forward(batch)
-        (self.scaler.scale(total) if self.scaler else total).backward()
+        backward(self.forward(batch), self.scaler)
 
     def update(self) -> None:
         """The step's second phase: gradient clipping and the optimiser step."""
-        if self.scaler:
-            self.scaler.unscale_(self.optimizer)
-        if self.cfg.train.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), float(self.cfg.train.grad_clip))
-        if self.scaler:
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            self.optimizer.step()
+        optimizer_update(self.optimizer, self.scaler, self.model.parameters(), float(self.cfg.train.grad_clip or 0))
 
     def step(self, batch: dict[str, torch.Tensor], total: torch.Tensor | None = None) -> None:
         total = self.forward(batch) if total is None else total

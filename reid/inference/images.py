@@ -9,7 +9,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 from PIL import Image
 
-from reid.data.store import INTERPOLATIONS
+from reid.data.store import INTERPOLATIONS, resized_uint8
 
 #: File endings read as images (case-insensitive); anything PIL decodes in practice.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm")
@@ -27,11 +27,7 @@ def resize_uint8(image: Image.Image | np.ndarray, size: Sequence[int], interpola
     """uint8 [H, W, 3] of a PIL image or uint8 [h, w, 3] array at ``size`` (H, W), resized with
     ``interpolation`` only when its size differs (what the test image store does)."""
     im = Image.fromarray(np.asarray(image, dtype=np.uint8)) if isinstance(image, np.ndarray) else image
-    im = im.convert("RGB")
-    h, w = int(size[0]), int(size[1])
-    if im.size != (w, h):
-        im = im.resize((w, h), INTERPOLATIONS[interpolation])
-    return np.asarray(im, dtype=np.uint8)
+    return resized_uint8(im, (int(size[0]), int(size[1])), INTERPOLATIONS[interpolation])
 
 
 def read_image(path: str | os.PathLike, size: Sequence[int], interpolation: str = "bilinear") -> np.ndarray:
