@@ -70,9 +70,9 @@ def test_conv_reduction_init_is_the_release():
     torch.manual_seed(0)
     head = ConvReductionHead(2048, 751, 256)
     conv, bn = head.reduction[0], head.reduction[1]
-    assert conv.bias is None and abs(float(conv.weight.std()) / (2 / 256) ** 0.5 - 1) < 0.02  # fan_out = 256
+    assert conv.bias is None and abs(float(conv.weight.detach().std()) / (2 / 256) ** 0.5 - 1) < 0.02  # fan_out = 256
     assert bool((bn.weight == 1).all()) and bool((bn.bias == 0).all())
-    assert abs(float(head.classifier.weight.std()) - 0.001) < 3e-5 and bool((head.classifier.bias == 0).all())
+    assert abs(float(head.classifier.weight.detach().std()) - 0.001) < 3e-5 and bool((head.classifier.bias == 0).all())
 
 
 def test_fidelity_doc_shows_these_pins():
