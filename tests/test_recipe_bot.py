@@ -9,7 +9,8 @@ from recipes import Pin, check, check_doc, market
 NET = "bot"
 YML = "configs/softmax_triplet.yml"
 # lr: WarmupMultiStepLR(base 3.5e-4, warmup factor 0.01 over 10, x0.1 at 40, 70), stepped at the start of
-# every epoch after the constructor's own step, so 0-based epoch e runs at index e + 1
+# every epoch; under the PyTorch of the release (<= 1.0: the constructor leaves last_epoch at -1)
+# 0-based epoch e runs at index e
 LR = "solver/lr_scheduler.py:43-56, engine/trainer.py:172-174"
 PINS = [
     Pin("model.name", "bot", "modeling/baseline.py (Baseline: backbone, GAP, BNNeck, classifier)"),
@@ -43,13 +44,13 @@ PINS = [
     Pin("optimizer.bias_weight_decay", True, f"{YML}:44 (WEIGHT_DECAY_BIAS 0.0005); BIAS_LR_FACTOR 1: {YML}:42"),
     Pin("optimizer.betas", [0.9, 0.999], "solver/build.py:24 (torch.optim.Adam defaults)"),
     Pin("optimizer.amsgrad", False, "solver/build.py:24"),
-    Pin("lr@0", 3.815e-5, LR),
-    Pin("lr@8", 3.5e-4 * (0.01 * 0.1 + 0.9), LR),
-    Pin("lr@9", 3.5e-4, LR),
-    Pin("lr@38", 3.5e-4, LR),
-    Pin("lr@39", 3.5e-5, f"{LR}; {YML}:47"),
-    Pin("lr@68", 3.5e-5, LR),
-    Pin("lr@69", 3.5e-6, f"{LR}; {YML}:47"),
+    Pin("lr@0", 3.5e-6, f"{LR}; {YML}:50 (WARMUP_FACTOR 0.01)"),
+    Pin("lr@9", 3.5e-4 * (0.01 * 0.1 + 0.9), f"{LR}; {YML}:51 (WARMUP_ITERS 10)"),
+    Pin("lr@10", 3.5e-4, LR),
+    Pin("lr@39", 3.5e-4, LR),
+    Pin("lr@40", 3.5e-5, f"{LR}; {YML}:47"),
+    Pin("lr@69", 3.5e-5, LR),
+    Pin("lr@70", 3.5e-6, f"{LR}; {YML}:47"),
     Pin("lr@119", 3.5e-6, LR),
     Pin("train.epochs", 120, f"{YML}:28"),
     Pin("losses.ce.epsilon", 0.1, f"{YML}:5, layers/triplet_loss.py:129"),

@@ -7,8 +7,8 @@ from recipes import Pin, check, check_doc, market
 
 NET = "lagnet"
 RUN = "demo.sh:1"
-# the MultiStepLR is stepped at the start of train() after the constructor's own step (0-based epoch e
-# runs at index e + 1); the loop stops when last_epoch + 1 >= epochs (599 epochs)
+# the MultiStepLR is stepped at the start of train(), as MGN-pytorch: under PyTorch <= 1.0 0-based epoch e
+# runs at index e and the loop runs 600 epochs (under >= 1.1: one epoch ahead, 599; docs/fidelity.md)
 LR = "trainer.py:42-45, utils/utility.py (make_scheduler: MultiStepLR)"
 PINS = [
     Pin("model.name", "lagnet", "model/lag.py (LAG)"),
@@ -45,12 +45,12 @@ PINS = [
     Pin("optimizer.weight_decay", 5e-4, "option.py:46"),
     Pin("optimizer.lr_mults", {}, "utils/utility.py (make_optimizer: one learning rate)"),
     Pin("lr@0", 2e-4, LR),
-    Pin("lr@318", 2e-4, LR),
-    Pin("lr@319", 2e-5, f"{LR}; {RUN} (--decay_type step_320_380_420)"),
-    Pin("lr@379", 2e-6, LR),
-    Pin("lr@419", 2e-7, LR),
-    Pin("lr@598", 2e-7, LR),
-    Pin("train.epochs", 599, f"trainer.py:142-148, main.py:18 ({RUN}: --epochs 600)"),
+    Pin("lr@319", 2e-4, LR),
+    Pin("lr@320", 2e-5, f"{LR}; {RUN} (--decay_type step_320_380_420)"),
+    Pin("lr@380", 2e-6, LR),
+    Pin("lr@420", 2e-7, LR),
+    Pin("lr@599", 2e-7, LR),
+    Pin("train.epochs", 600, f"{RUN} (--epochs 600); trainer.py:142-148, main.py:18"),
     Pin("losses.ce.epsilon", 0.0, "loss/__init__.py:29-30 (nn.CrossEntropyLoss)"),
     Pin("losses.ce.weight", 1.0, f"{RUN} (1*CrossEntropy)"),
     Pin("losses.ce.reduce", "mean", "loss/__init__.py:79-80 (mean over the 7 logits)"),

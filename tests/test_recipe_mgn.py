@@ -6,8 +6,9 @@ from recipes import Pin, check, check_doc, market
 
 NET = "mgn"
 RUN = "demo.sh:50"
-# the MultiStepLR is stepped at the start of train() after the constructor's own step, so 0-based
-# epoch e runs at index e + 1; the loop stops when last_epoch + 1 >= epochs (399 epochs)
+# the MultiStepLR is stepped at the start of train(); under the PyTorch of the release (0.4: the
+# constructor leaves last_epoch at -1) 0-based epoch e runs at index e and the loop runs 400 epochs
+# (demo.sh:49: "Best ... @epoch 400", the 8th test of --test_every 50)
 LR = "trainer.py:33-36, utils/utility.py:135-150"
 B = "model.branches"
 PINS = [
@@ -52,12 +53,12 @@ PINS = [
     Pin("optimizer.weight_decay", 5e-4, "option.py:42; utils/utility.py:131"),
     Pin("optimizer.lr_mults", {}, "utils/utility.py:97-132 (one learning rate)"),
     Pin("lr@0", 2e-4, LR),
-    Pin("lr@318", 2e-4, LR),
-    Pin("lr@319", 2e-5, f"{LR}; {RUN} (--decay_type step_320_380)"),
-    Pin("lr@378", 2e-5, LR),
-    Pin("lr@379", 2e-6, LR),
-    Pin("lr@398", 2e-6, LR),
-    Pin("train.epochs", 399, f"trainer.py:122-128, main.py:18 ({RUN}: --epochs 400)"),
+    Pin("lr@319", 2e-4, LR),
+    Pin("lr@320", 2e-5, f"{LR}; {RUN} (--decay_type step_320_380)"),
+    Pin("lr@379", 2e-5, LR),
+    Pin("lr@380", 2e-6, LR),
+    Pin("lr@399", 2e-6, LR),
+    Pin("train.epochs", 400, f"{RUN} (--epochs 400); trainer.py:122-128, main.py:18; demo.sh:49"),
     Pin("losses.ce.epsilon", 0.0, "loss/__init__.py:25-26 (nn.CrossEntropyLoss)"),
     Pin("losses.ce.weight", 1.0, f"{RUN} (1*CrossEntropy)"),
     Pin("losses.ce.reduce", "mean", "loss/__init__.py:66-68 (mean over the 8 logits)"),
