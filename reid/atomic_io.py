@@ -222,12 +222,12 @@ def _same_file(a: Path, b: Path) -> bool:
         return a.expanduser().resolve() == b.expanduser().resolve()
 
 
-def check_apart(outputs: Mapping[str, str | os.PathLike | None],
+def check_apart(outputs: Mapping[str, str | os.PathLike | None] | Iterable[tuple[str, str | os.PathLike | None]],
                 inputs: Mapping[str, str | os.PathLike | Iterable[str | os.PathLike] | None]) -> None:
-    """Raise :class:`PathError` when an output file (``{option: path}``) is one of the input files
-    (``{option: path or paths}``) of the same command (the same path, a link or a hard link):
-    writing it would destroy what the command reads."""
-    for out_key, out in outputs.items():
+    """Raise :class:`PathError` when an output file (``{option: path}`` or ``(option, path)``
+    pairs) is one of the input files (``{option: path or paths}``) of the same command (the same
+    path, a link or a hard link): writing it would destroy what the command reads."""
+    for out_key, out in outputs.items() if isinstance(outputs, Mapping) else outputs:
         if out is None:
             continue
         for in_key, given in inputs.items():

@@ -33,9 +33,12 @@ def main() -> int:
                              "falling back to torch.export for operators it lacks)")
     args = parser.parse_args()
 
+    from reid.atomic_io import check_apart
     from reid.inference import load_model
     from reid.inference.export import check_export, export_model
     from reid.registry import UserError
+
+    check_apart({"--out": args.out}, {"--checkpoint": args.checkpoint, "--config": args.config})
 
     if args.format == "onnx":
         try:

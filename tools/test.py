@@ -43,7 +43,7 @@ def main() -> int:
     overrides += ["test.rerank=true"] if args.rerank else []
     overrides += ["test.aqe=true"] if args.aqe else []
 
-    from reid.atomic_io import atomic_write_text
+    from reid.atomic_io import atomic_write_text, check_apart
     from reid.data import build_dataset
     from reid.engine import Evaluator, format_metrics, load_checkpoint, resolve_device
     from reid.engine.evaluator import ranked_list_figure
@@ -53,6 +53,8 @@ def main() -> int:
     checkpoint = Path(args.checkpoint)
     out = Path(args.output_dir) if args.output_dir else default_output_dir(checkpoint)
     check_folder(out, "--output-dir")  # before any work
+    check_apart([("--output-dir", out / name) for name in ("test_metrics.json", "per_query.csv", "ranked_lists.png")],
+                {"--checkpoint": checkpoint, "--config": args.config})
     state = load_checkpoint(checkpoint)
     cfg = checkpoint_config(state, checkpoint, args.config, overrides)
     device = resolve_device(cfg.device)

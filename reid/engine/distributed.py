@@ -29,16 +29,16 @@ def init_distributed(device_spec: str) -> tuple[int, int]:
 def launch(cfg: Any, resume: str | None = None, force: bool = False, overwrite: bool = False) -> dict[str, Any]:
     """Train ``cfg`` in this process (one rank of a torchrun job, or alone) and return metrics.
 
-    The folders are checked first (:func:`.guards.check_run_paths`: nothing is created when they
-    are unusable or hold a previous run without ``resume`` / ``overwrite``); the global rank 0 then
-    holds ``output_dir``'s run lock throughout (:mod:`.run_lock`; with ``force`` it trains even when
-    another run holds it).
+    The folders are checked first (:func:`.guards.check_run_folders`: nothing is created when they
+    are unusable); the global rank 0 then holds ``output_dir``'s run lock throughout
+    (:mod:`.run_lock`; with ``force`` it trains even when another run holds it), and the trainer
+    checks, under the lock, that a previous run in the folder is resumed or moved aside.
     """
-    from .guards import check_run_paths
+    from .guards import check_run_folders
     from .run_lock import run_lock
     from .trainer import Trainer
 
-    check_run_paths(cfg, resume, overwrite)
+    check_run_folders(cfg)
     rank, world = init_distributed(cfg.device)
     if world > 1 and torch.cuda.is_available() and cfg.device in ("auto", "cuda"):
         cfg.device = f"cuda:{world_info()[2]}"

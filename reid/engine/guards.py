@@ -90,12 +90,17 @@ def move_run_aside(output_dir: str | os.PathLike) -> Path:
     return target
 
 
+def check_run_folders(cfg: Any) -> None:
+    """``output_dir`` and ``data.cache_dir`` can be created and written (nothing is created)."""
+    check_folder(cfg.output_dir, "output_dir")
+    check_folder(cfg.data.cache_dir, "data.cache_dir", must_write=False)
+
+
 def check_run_paths(cfg: Any, resume: str | None = None, overwrite: bool = False) -> None:
     """What a training run needs from the file system, checked before any work: ``output_dir`` and
     ``data.cache_dir`` can be created and written, a previous run in ``output_dir`` is continued
     (``resume``) or moved aside (``overwrite``), never replaced, and the checkpoint to resume exists."""
-    check_folder(cfg.output_dir, "output_dir")
-    check_folder(cfg.data.cache_dir, "data.cache_dir", must_write=False)
+    check_run_folders(cfg)
     if resume and overwrite:
         raise RunPathError("--overwrite starts a new run and --resume continues one; pass one of them")
     found = previous_run(cfg.output_dir)
