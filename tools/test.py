@@ -4,7 +4,9 @@
     python tools/test.py --checkpoint PATH [--config CFG] [--flip] [--rerank] [--aqe] [KEY=VALUE ...]
 
 The config is the one stored in the checkpoint (input size, normalisation, data set, test options)
-unless ``--config`` names another; ``KEY=VALUE`` overrides amend either. Cross-domain (a Market
+unless ``--config`` names another; ``KEY=VALUE`` overrides amend either. Paths are never taken from a
+checkpoint: ``dataset.root`` and ``data.cache_dir`` come from the command line (or ``--config``), else
+their defaults (docs/checks.md, "A checkpoint is data"). Cross-domain (a Market
 model tested on Duke): ``--checkpoint market/checkpoints/best.pth dataset.name=dukemtmcreid
 dataset.root=DIR`` keeps the trained model's input settings; the classifier's size never matters.
 
