@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 import torch
 from nettools import tiny_run_overrides
-from test_checks_run import Records
 
 import reid.atomic_io as atomic_io
 from reid.atomic_io import PathError, atomic_write_text, check_apart, remove_stale_temporaries
@@ -31,9 +30,20 @@ from reid.inference.loading import checkpoint_config
 ROOT = Path(__file__).resolve().parents[1]
 
 
+SHARED: list[Path] = []  # one synthetic data set and image store for the module's runs
+
+
+@pytest.fixture(scope="module", autouse=True)
+def shared_data(tmp_path_factory):
+    SHARED[:] = [tmp_path_factory.mktemp("safe_runs_data")]
+    yield
+    SHARED.clear()
+
+
 def tiny(tmp_path: Path, *extra: str) -> list[str]:
-    """A run of 2 steps of 2 x 2 images on 8 synthetic identities at 64x32."""
-    return tiny_run_overrides(tmp_path, *extra, ids=8, test_ids=4, images_per_id=4, p=2, k=2, iters=2)
+    """A run of 2 steps of 2 x 2 images on 8 synthetic identities at 64x32 (data: module-wide)."""
+    data = [f"dataset.root={SHARED[0] / 'datasets'}", f"data.cache_dir={SHARED[0] / 'cache'}"] if SHARED else []
+    return tiny_run_overrides(tmp_path, *data, *extra, ids=8, test_ids=4, images_per_id=4, p=2, k=2, iters=2)
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -176,20 +186,19 @@ def test_overwrite_moves_the_run_aside_and_stale_temporaries_go(tmp_path):
     (out / "log.txt").write_text("the first run\n")
     old = snapshot(out)
     stale = out / "checkpoints" / f".last.pth.{dead_pid()}.0123abcd.tmp"
-    with Records() as records:
-        trainer = Trainer(load_config(None, tiny(tmp_path)), overwrite=True)
+    trainer = Trainer(load_config(None, tiny(tmp_path)), overwrite=True)
     aside = [p for p in tmp_path.iterdir() if p.name.startswith("run.old-")]
     assert len(aside) == 1 and snapshot(aside[0]) == old  # everything moved, byte for byte
-    assert f"=> --overwrite: moved the previous run in {out} to {aside[0]}" in records.messages
+    log = (out / "log.txt").read_text()
+    assert f"=> --overwrite: moved the previous run in {out} to {aside[0]}\n" in log and "the first run" not in log
     assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "log.txt", "tb"]
-    assert "the first run" not in (out / "log.txt").read_text()
     # a killed writer's temporary file is removed by the next run that owns the folder
     (out / "checkpoints").mkdir()
     stale.write_bytes(b"half a checkpoint")
     trainer.save("last", 0)
-    with Records() as records:
-        Trainer(load_config(None, tiny(tmp_path)), resume="auto")
-    assert not stale.exists() and f"=> removed {stale}, left by a writer that was killed" in records.messages
+    Trainer(load_config(None, tiny(tmp_path)), resume="auto")
+    assert not stale.exists()
+    assert f"=> removed {stale}, left by a writer that was killed\n" in (out / "log.txt").read_text()
 
 
 def test_a_refused_resume_changes_nothing_and_a_changed_recipe_is_named(tmp_path):
@@ -202,10 +211,10 @@ def test_a_refused_resume_changes_nothing_and_a_changed_recipe_is_named(tmp_path
                               "this config has (input.size [64, 32] -> [96, 48]; checkpoint -> config); resume with "
                               "the checkpoint's values, or start a new run (--overwrite or another output_dir)")
     assert snapshot(tmp_path / "run") == before  # config.yaml, log.txt, tb/ as they were
-    with Records() as records:
-        Trainer(load_config(None, tiny(tmp_path, "optimizer.lr=0.01", "losses.triplet.margin=0.5")), resume="auto")
-    assert [m for m in records.messages if "changed recipe" in m] == [
-        "warning: resuming with a changed recipe (losses.triplet.margin 0.3 -> 0.5, optimizer.lr 0.001 -> 0.01; "
+    Trainer(load_config(None, tiny(tmp_path, "optimizer.lr=0.01", "train.grad_clip=5")), resume="auto")
+    assert [line.split(" ", 1)[1] for line in (tmp_path / "run" / "log.txt").read_text().splitlines()
+            if "changed recipe" in line] == [
+        "warning: resuming with a changed recipe (optimizer.lr 0.001 -> 0.01, train.grad_clip 0.0 -> 5; "
         "checkpoint -> config); the run continues with the config's values"]
     assert load_config(tmp_path / "run" / "config.yaml").optimizer.lr == 0.01
 
@@ -224,9 +233,8 @@ def test_sigterm_mid_epoch_saves_a_resumable_checkpoint(tmp_path):
     with pytest.raises(TrainingInterrupted, match=r"in epoch 1/2 after iteration 2/3: saved .*last.pth") as stop:
         trainer.fit()
     assert stop.value.signum == signal.SIGTERM and signal.getsignal(signal.SIGTERM) is handler
+    # the checkpoint Ctrl-C saves (its exact resume: test_engine_safety.py)
     assert load_checkpoint(trainer.out / "checkpoints" / "last.pth")["partial"]["iteration"] == 2
-    resumed = Trainer(load_config(None, tiny(tmp_path, "train.epochs=2", "train.iters_per_epoch=3")), resume="auto")
-    assert resumed._partial["iteration"] == 2
     def main():
         raise stop.value
 
