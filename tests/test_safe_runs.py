@@ -136,28 +136,46 @@ def test_an_output_that_is_an_input_is_refused(tmp_path):
     check_apart({"--out": tmp_path / "new.pt"}, {"--checkpoint": ck, "--images": [tmp_path / "a.jpg"]})
 
 
-@pytest.mark.parametrize("tool, args", [
-    ("export", ["--format", "torchscript", "--out", "{ck}"]),
-    ("extract", ["--images", "{tmp}", "--out", "{ck}"]),
-    ("visualize", ["curves", "--run", "{tmp}", "--out", "{ck}"]),
-])
+def run_tool(tool: str, argv: list[str], monkeypatch, capsys) -> tuple[int, list[str]]:
+    """(exit code, stderr lines) of ``tools/<tool>.py`` run in this process through reid.cli.run."""
+    module = __import__("runpy").run_path(str(ROOT / "tools" / f"{tool}.py"), run_name="tool")
+    monkeypatch.setattr(sys, "argv", [tool, *argv])
+    with pytest.raises(SystemExit) as exit_:
+        run(module["main"])
+    return exit_.value.code, capsys.readouterr().err.strip().splitlines()
+
+
+TOOLS = [("export", ["--format", "torchscript", "--out", "{out}"]),
+         ("extract", ["--images", "{tmp}", "--out", "{out}"]),
+         ("visualize", ["curves", "--run", "{tmp}", "--out", "{out}"])]
+
+
+@pytest.mark.parametrize("tool, args", TOOLS)
 def test_no_tool_writes_over_the_checkpoint_it_reads(tmp_path, monkeypatch, capsys, tool, args):
     if tool == "visualize":
         pytest.importorskip("matplotlib")
     ck = tmp_path / "checkpoints" / "best.pth"
     save_checkpoint({"model": {"w": torch.zeros(3)}}, ck)
     before = ck.read_bytes()
-    argv = [a.format(ck=ck, tmp=tmp_path) for a in args]
-    if tool != "visualize":
-        argv = ["--checkpoint", str(ck), *argv]
-    module = __import__("runpy").run_path(str(ROOT / "tools" / f"{tool}.py"), run_name="tool")
-    monkeypatch.setattr(sys, "argv", [tool, *argv])
-    with pytest.raises(SystemExit) as exit_:
-        run(module["main"])
-    assert exit_.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith(f"error: --out {ck} is the file --") and "choose another --out" in err[0]
+    argv = [a.format(out=ck, tmp=tmp_path) for a in args]
+    code, err = run_tool(tool, argv if tool == "visualize" else ["--checkpoint", str(ck), *argv], monkeypatch, capsys)
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith(f"error: --out {ck} is the file --") and "choose another --out" in err[0]
     assert ck.read_bytes() == before
+
+
+@pytest.mark.parametrize("tool, args", TOOLS)
+def test_an_out_that_cannot_be_written_fails_before_any_work(tmp_path, monkeypatch, capsys, tool, args):
+    if tool == "visualize":
+        pytest.importorskip("matplotlib")
+    ck = save_checkpoint({"model": {"w": torch.zeros(3)}}, tmp_path / "ck.pth") or tmp_path / "ck.pth"
+    (tmp_path / "afile").write_text("x")
+    for out, words in ((tmp_path / "afile" / "f.out", f"--out: '{tmp_path / 'afile'}' is a file, not a folder"),
+                       (tmp_path, f"--out: '{tmp_path}' is a folder, not a file")):
+        argv = [a.format(out=out, tmp=tmp_path) for a in args]
+        code, err = run_tool(tool, argv if tool == "visualize" else ["--checkpoint", str(ck), *argv], monkeypatch,
+                             capsys)
+        assert code == 2 and err == [f"error: {words}; choose another --out"]
 
 
 # ------------------------------------------------------------------------------ run folders

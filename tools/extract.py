@@ -39,11 +39,13 @@ def main() -> int:
     args = parser.parse_args()
 
     from reid.atomic_io import check_apart
+    from reid.engine.guards import check_output_file
     from reid.inference import FeatureExtractor, list_images
     from reid.inference.features_io import extract_files, save_features
     from reid.registry import UserError
 
     check_apart({"--out": args.out}, {"--checkpoint": args.checkpoint, "--config": args.config})
+    check_output_file(args.out, "--out")
 
     extractor = FeatureExtractor(args.checkpoint, device=args.device, normalize=not args.raw, config=args.config,
                                  overrides=args.overrides)

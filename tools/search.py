@@ -38,6 +38,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from reid.atomic_io import atomic_write_text, check_apart
+    from reid.engine.guards import check_folder
     from reid.inference import FeatureExtractor, list_images
     from reid.inference.features_io import extract_files, load_features
     from reid.inference.figure import search_figure
@@ -47,6 +48,7 @@ def main() -> int:
     if args.topk < 1:
         raise UserError(f"--topk must be >= 1, got {args.topk}")
     out = Path(args.out)
+    check_folder(out, "--out")
     outputs = [("--out", out / "search.csv"), ("--out", out / "search.png")]
     check_apart(outputs, {"--checkpoint": args.checkpoint, "--config": args.config, "--query": args.query,
                           "--gallery": args.gallery})

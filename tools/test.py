@@ -45,7 +45,7 @@ def main() -> int:
     overrides += ["test.rerank=true"] if args.rerank else []
     overrides += ["test.aqe=true"] if args.aqe else []
 
-    from reid.atomic_io import atomic_write_text, check_apart
+    from reid.atomic_io import atomic_write_text, check_apart, make_folder
     from reid.data import build_dataset
     from reid.engine import Evaluator, format_metrics, load_checkpoint, resolve_device
     from reid.engine.evaluator import ranked_list_figure
@@ -68,7 +68,7 @@ def main() -> int:
     metrics, per_query = evaluator.evaluate(model, per_query=True)
     print(format_metrics(metrics, "test"))
 
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out, "--output-dir")
     atomic_write_text(out / "test_metrics.json", json.dumps(
         {"checkpoint": str(checkpoint), "config": str(args.config or "stored in the checkpoint"), "flip": cfg.test.flip,
          "rerank": cfg.test.rerank, "aqe": cfg.test.aqe, "metrics": metrics}, indent=2))

@@ -178,10 +178,12 @@ def input_files(args) -> dict[str, list[Path]]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from reid.atomic_io import check_apart
+    from reid.engine.guards import check_output_file
     from reid.visualize.figures import require_matplotlib
 
     require_matplotlib()  # before any work
     check_apart({"--out": args.out}, input_files(args))
+    check_output_file(args.out, "--out")
     commands = {"attention": attention, "ranked": ranked, "per-dataset": per_dataset, "cmc": cmc, "curves": curves}
     print(f"=> wrote {commands[args.command](args)}")
     return 0

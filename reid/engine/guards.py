@@ -56,6 +56,14 @@ def check_folder(path: str | os.PathLike, key: str, must_write: bool = True) -> 
         raise RunPathError(f"{key}: cannot write in {existing} (permission denied); choose another {key}")
 
 
+def check_output_file(path: str | os.PathLike, key: str) -> None:
+    """Raise :class:`RunPathError` when file ``path`` (option ``key``, e.g. ``--out``) cannot be
+    written: it is a folder, or its folder cannot be created or written (:func:`check_folder`)."""
+    if Path(path).is_dir():
+        raise RunPathError(f"{key}: '{path}' is a folder, not a file; choose another {key}")
+    check_folder(Path(path).absolute().parent, key)
+
+
 def resume_path(output_dir: str | os.PathLike, resume: str) -> Path:
     """The checkpoint ``--resume`` names (``auto``: ``<output_dir>/checkpoints/last.pth``)."""
     return Path(output_dir) / "checkpoints" / "last.pth" if resume == "auto" else Path(resume)
