@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from inference_tools import save_tiny_checkpoint, tiny_overrides
 from nettools import tiny_run_overrides
+from PIL import Image
 
 import reid.atomic_io as atomic_io
 from reid.atomic_io import PathError, atomic_write_text, check_apart, remove_stale_temporaries
@@ -154,8 +156,8 @@ TOOLS = [("export", ["--format", "torchscript", "--out", "{out}"]),
 def test_no_tool_writes_over_the_checkpoint_it_reads(tmp_path, monkeypatch, capsys, tool, args):
     if tool == "visualize":
         pytest.importorskip("matplotlib")
-    ck = tmp_path / "checkpoints" / "best.pth"
-    save_checkpoint({"model": {"w": torch.zeros(3)}}, ck)
+    ck = save_tiny_checkpoint(tmp_path / "checkpoints" / "best.pth", None, tiny_overrides(tmp_path))  # loadable
+    Image.new("RGB", (32, 64)).save(tmp_path / "a.png")
     before = ck.read_bytes()
     argv = [a.format(out=ck, tmp=tmp_path) for a in args]
     code, err = run_tool(tool, argv if tool == "visualize" else ["--checkpoint", str(ck), *argv], monkeypatch, capsys)
