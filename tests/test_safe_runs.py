@@ -193,7 +193,7 @@ def test_a_folder_holding_a_run_is_refused_before_any_work(tmp_path):
         Trainer(load_config(None, tiny(tmp_path)))
     assert str(err.value).startswith(f"output_dir {out} holds a previous run (checkpoints/last.pth, metrics.json); "
                                      f"continue it with --resume auto, or pass --overwrite to move it aside (to "
-                                     f"{out}.old-")
+                                     f"{out}.old-YYYYmmdd-HHMMSS; nothing is deleted), or choose another output_dir")
     assert snapshot(tmp_path) == before  # no data set, cache, log or config written
     with pytest.raises(RunPathError, match="pass one of them"):
         Trainer(load_config(None, tiny(tmp_path)), resume="auto", overwrite=True)

@@ -115,8 +115,8 @@ def check_run_paths(cfg: Any, resume: str | None = None, overwrite: bool = False
     if found and not resume and not overwrite:
         raise RunPathError(
             f"output_dir {cfg.output_dir} holds a previous run ({', '.join(found)}); continue it with "
-            f"--resume auto, or pass --overwrite to move it aside (to {aside_name(cfg.output_dir)}; nothing "
-            "is deleted), or choose another output_dir")
+            f"--resume auto, or pass --overwrite to move it aside (to {Path(cfg.output_dir).absolute()}.old-"
+            "YYYYmmdd-HHMMSS; nothing is deleted), or choose another output_dir")
     if resume:
         path = resume_path(cfg.output_dir, resume)
         if path.is_file():
