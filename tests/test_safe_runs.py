@@ -280,3 +280,17 @@ def test_a_checkpoints_stored_paths_are_never_followed(tmp_path):
     assert cfg.model.backbone.weights is None and cfg.model.backbone.pretrained is False
     assert (cfg.input.size, cfg.dataset.num_ids) == ([64, 32], 8)  # the model and data contract are kept
     assert sorted(p.name for p in victim.iterdir()) == ["base.yaml"]
+
+
+def test_an_image_bomb_and_a_killed_store_builder_in_the_cache(tmp_path, monkeypatch):
+    from reid.data.datasets.base import DatasetError
+    from reid.data.store import build_image_store
+
+    Image.new("RGB", (64, 64)).save(tmp_path / "big.png")
+    stale = tmp_path / "cache" / f".images-0123456789abcdef.npy.{dead_pid()}.0123abcd.tmp"
+    stale.parent.mkdir()
+    stale.write_bytes(b"half a store")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 4096 pixels > 2 x 100: PIL's DecompressionBombError
+    with pytest.raises(DatasetError, match=rf"^{tmp_path / 'big.png'}: cannot decode image \(Image size \(4096 "):
+        build_image_store([str(tmp_path / "big.png")], (8, 4), tmp_path / "cache", workers=1)
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == []  # the stale store and its own temporary
