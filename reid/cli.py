@@ -2,22 +2,46 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
-from typing import Callable
+import threading
+from typing import Any, Callable
 
+from reid.atomic_io import describe
 from reid.registry import UserError
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM outside training: unwinds like Ctrl-C (locks and temporary files are cleaned up)."""
+
+    signum = int(signal.SIGTERM)
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
 def run(main: Callable[[], int | None]) -> None:
-    """Run ``main``; a :class:`UserError` prints ``error: ...`` and exits 2, Ctrl-C exits 130."""
+    """Run ``main``; a :class:`UserError` or an ``OSError`` (a file or folder the system refuses)
+    prints one line ``error: ...`` and exits 2; Ctrl-C exits 130 and SIGTERM 143 (128 + signal),
+    both after the clean-up a Ctrl-C does (training: a resumable checkpoint)."""
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         code = main()
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
+    except OSError as exc:  # every path reid writes is worded where it is written; this is the net
+        print(f"error: {describe(exc)}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt as exc:
         print("interrupted", file=sys.stderr)
-        sys.exit(130)
+        sys.exit(128 + int(getattr(exc, "signum", signal.SIGINT)))
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     sys.exit(code or 0)
 
 

@@ -38,9 +38,14 @@ def main() -> int:
     parser.add_argument("--raw", action="store_true", help="features as the network outputs them, not L2-normalised")
     args = parser.parse_args()
 
+    from reid.atomic_io import check_apart
+    from reid.engine.guards import check_output_file
     from reid.inference import FeatureExtractor, list_images
     from reid.inference.features_io import extract_files, save_features
     from reid.registry import UserError
+
+    check_apart({"--out": args.out}, {"--checkpoint": args.checkpoint, "--config": args.config})
+    check_output_file(args.out, "--out")
 
     extractor = FeatureExtractor(args.checkpoint, device=args.device, normalize=not args.raw, config=args.config,
                                  overrides=args.overrides)
@@ -64,6 +69,7 @@ def main() -> int:
             raise UserError(f"data set '{dataset.name}' has an empty {args.split} split")
         paths = [s.path for s in samples]
         pids, camids = [s.pid for s in samples], [s.camid for s in samples]
+    check_apart({"--out": args.out}, {"--images" if args.images else f"--split {args.split}": paths})
     print(f"=> {len(paths)} images, model '{cfg.model.name}' at {cfg.input.size[0]}x{cfg.input.size[1]}, "
           f"flip {'on' if extractor.flip else 'off'}, {'raw' if args.raw else 'L2-normalised'} features")
     features, kept, failed = extract_files(extractor, paths)

@@ -37,7 +37,8 @@ def main() -> int:
     parser.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: the config's device)")
     args = parser.parse_args()
 
-    from reid.atomic_io import atomic_write_text
+    from reid.atomic_io import atomic_write_text, check_apart
+    from reid.engine.guards import check_folder
     from reid.inference import FeatureExtractor, list_images
     from reid.inference.features_io import extract_files, load_features
     from reid.inference.figure import search_figure
@@ -46,12 +47,18 @@ def main() -> int:
 
     if args.topk < 1:
         raise UserError(f"--topk must be >= 1, got {args.topk}")
+    out = Path(args.out)
+    check_folder(out, "--out")
+    outputs = [("--out", out / "search.csv"), ("--out", out / "search.png")]
+    check_apart(outputs, {"--checkpoint": args.checkpoint, "--config": args.config, "--query": args.query,
+                          "--gallery": args.gallery})
     extractor = FeatureExtractor(args.checkpoint, device=args.device, config=args.config, overrides=args.overrides)
     cfg = extractor.cfg
     query = extractor(args.query)  # an unreadable query is an error (ImageInputError)
     gallery_path = Path(args.gallery)
     if gallery_path.is_dir():
         paths = list_images(gallery_path)
+        check_apart(outputs, {"--gallery": paths})
         if not paths:
             raise UserError(f"--gallery {gallery_path}: no image files found")
         feats, kept, failed = extract_files(extractor, paths)
@@ -83,7 +90,6 @@ def main() -> int:
             writer.writerow([name, r + 1, str(gallery["paths"][g]), f"{dist[q, r]:.6f}", *labels])
             print(f"  {r + 1:>3}. {dist[q, r]:.4f}  {gallery['paths'][g]}"
                   + "".join(f"  {k[:-1]} {v}" for k, v in zip(extra, labels)))
-    out = Path(args.out)
     atomic_write_text(out / "search.csv", table.getvalue())
     figure = search_figure(out / "search.png", args.query, [str(p) for p in gallery["paths"]], idx, dist,
                            size=cfg.input.size)

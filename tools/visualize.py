@@ -163,11 +163,27 @@ def curves(args) -> Path:
     return curves_figure(training_series(args.run), args.out, f"run {run_folder(args.run).resolve().name}")
 
 
+def input_files(args) -> dict[str, list[Path]]:
+    """Every file the command reads, by option (a folder given: the files in it)."""
+    found: dict[str, list[Path]] = {}
+    for key in ("checkpoint", "checkpoints", "images", "runs", "run", "masks"):
+        given = getattr(args, key, None)
+        for item in [given] if isinstance(given, str) else given or []:
+            path = Path(item)
+            files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
+            found.setdefault(f"--{key}", []).extend(files)
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from reid.atomic_io import check_apart
+    from reid.engine.guards import check_output_file
     from reid.visualize.figures import require_matplotlib
 
     require_matplotlib()  # before any work
+    check_apart({"--out": args.out}, input_files(args))
+    check_output_file(args.out, "--out")
     commands = {"attention": attention, "ranked": ranked, "per-dataset": per_dataset, "cmc": cmc, "curves": curves}
     print(f"=> wrote {commands[args.command](args)}")
     return 0

@@ -6,6 +6,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from reid.atomic_io import atomic_file
+
 GREEN, RED, GREY, WHITE = (40, 170, 60), (210, 40, 40), (150, 150, 150), (255, 255, 255)
 
 
@@ -58,6 +60,7 @@ def ranked_list_grid(
 def save_ranked_lists(path: str | Path, *args, **kwargs) -> Path:
     """:func:`ranked_list_grid` saved as an image file (PNG/JPEG by extension)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ranked_list_grid(*args, **kwargs).save(path)
+    grid = ranked_list_grid(*args, **kwargs)
+    with atomic_file(path) as tmp:
+        grid.save(tmp, format=Image.registered_extensions().get(path.suffix.lower(), "PNG"))
     return path

@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from reid.atomic_io import make_folder, os_errors
 from reid.registry import DATASETS
 from reid.testing.persons import GENERATOR_VERSION, generate_market
 
@@ -54,8 +55,9 @@ def synthetic(
     key = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
     folder = Path(root).expanduser() / f"synthetic-{key}"
     if not (folder / MARKET_DIR).is_dir():
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".synthetic-{key}-", dir=folder.parent))
+        make_folder(folder.parent, "dataset.root")
+        with os_errors(folder.parent, "cannot write the synthetic data set"):
+            tmp = Path(tempfile.mkdtemp(prefix=f".synthetic-{key}-", dir=folder.parent))
         try:
             generate_market(tmp / MARKET_DIR, **{k: v for k, v in params.items() if k != "version"})
             (tmp / "params.json").write_text(json.dumps(params, indent=1))
