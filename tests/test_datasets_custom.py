@@ -87,7 +87,7 @@ def evaluation(ds, feats: dict[str, torch.Tensor]) -> dict[str, float]:
     gf = torch.stack([feats[resolve(s.path)] for s in ds.gallery])
     result = evaluate_rank(torch.cdist(qf, gf), [s.pid for s in ds.query], [s.pid for s in ds.gallery],
                            [s.camid for s in ds.query], [s.camid for s in ds.gallery], max_rank=10,
-                           protocol=ds.protocol, backend="torch")
+                           protocol=ds.protocol)
     return result.summary((1, 5, 10))
 
 
