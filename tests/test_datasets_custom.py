@@ -234,4 +234,10 @@ def test_keywords_checked(tmp_path):
         load_config(None, ["dataset.name=folder", "dataset.layout=flat"])
     with pytest.raises(ConfigError, match=r"dataset\.distractor_pids' expects list"):
         load_config(None, ["dataset.name=csv", "dataset.distractor_pids=0"])
-    assert load_config(None, ["dataset.name=folder"]).dataset.junk_pids == (-1,)
+    with pytest.raises(ConfigError, match=r"dataset\.pattern: .* has no named group \(\?P<pid>"):
+        load_config(None, ["dataset.name=folder", "dataset.pattern=(?P<id>\\d+)_c(?P<camid>\\d+)"])
+    with pytest.raises(ConfigError, match=r"dataset\.protocol: unknown evaluation protocol 'market1501'"):
+        load_config(None, ["dataset.name=csv", "dataset.protocol=market1501"])
+    cfg = load_config(None, ["dataset.name=folder", "dataset.layout=subfolders", "dataset.camera=0",
+                                "dataset.pattern=x"])
+    assert cfg.dataset.junk_pids == (-1,) and cfg.dataset.layout == "subfolders"  # no group needed then

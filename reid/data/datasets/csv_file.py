@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from reid.registry import DATASETS
 
@@ -55,6 +55,12 @@ def read_rows(csv_path: Path) -> list[tuple[int, dict[str, str]]]:
     return rows
 
 
+def check_csv_keywords(kw: dict[str, Any]) -> tuple[str, set[int], set[int]]:
+    """The keywords of :func:`csv_list` checked before the file is read (also at config load:
+    ``csv_list.check_keywords``); returns ``(protocol, junk ids, distractor ids)``."""
+    return check_shared_keys(kw["protocol"], kw["junk_pids"], kw["distractor_pids"], kw["camid_base"])
+
+
 @DATASETS.register("csv")
 def csv_list(
     root: str = f"datasets/{DEFAULT_FILE}",
@@ -64,7 +70,7 @@ def csv_list(
     protocol: str = "market",
 ) -> ReidDataset:
     """A data set from the CSV file ``root`` (or ``root/dataset.csv``); see the module docstring."""
-    protocol, junk, distractors = check_shared_keys(protocol, junk_pids, distractor_pids, camid_base)
+    protocol, junk, distractors = check_csv_keywords(dict(locals()))
     csv_path = _locate(root)
     folder = str(csv_path.parent)
     index = FileIndex()
@@ -96,3 +102,6 @@ def csv_list(
             index.require(mask, where, "mask")
         splits[row["split"]].append(Sample(path, pid, camid, mask))
     return splits_dataset("csv", splits, protocol, folder, {s: f"{csv_path} (split {s})" for s in SPLITS})
+
+
+csv_list.check_keywords = check_csv_keywords  # called by the config loader with the resolved keywords

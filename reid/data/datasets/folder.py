@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Any, Literal, Sequence
 
 from reid.registry import DATASETS, ConfigError
 
@@ -42,13 +42,13 @@ def compile_pattern(pattern: str, needs: Sequence[str]) -> re.Pattern:
     try:
         rx = re.compile(pattern)
     except (re.error, TypeError) as exc:
-        raise ConfigError(f"dataset.pattern: {pattern!r} is not a regular expression ({exc}); "
-                          f"expected e.g. {DEFAULT_PATTERN!r}") from exc
+        raise ConfigError(f"dataset.pattern: '{pattern}' is not a regular expression ({exc}); "
+                          f"expected e.g. '{DEFAULT_PATTERN}'") from exc
     missing = [g for g in needs if g not in rx.groupindex]
     if missing:
         groups = " and ".join(f"(?P<{g}>...)" for g in missing)
-        raise ConfigError(f"dataset.pattern: {pattern!r} has no named group {groups}; expected a regular "
-                          f"expression such as {DEFAULT_PATTERN!r}")
+        raise ConfigError(f"dataset.pattern: '{pattern}' has no named group {groups}; expected a regular "
+                          f"expression such as '{DEFAULT_PATTERN}'")
     return rx
 
 
@@ -57,7 +57,7 @@ def _integer(match: re.Match, group: str, path: str, pattern: str) -> int:
     try:
         return int(text)
     except (TypeError, ValueError):
-        raise DatasetError(f"{path}: group '{group}' of dataset.pattern {pattern!r} matched {text!r}; "
+        raise DatasetError(f"{path}: group '{group}' of dataset.pattern '{pattern}' matched {text!r}; "
                            "expected an integer") from None
 
 
@@ -76,7 +76,7 @@ class _Reader:
         if folder_pid is None or camid is None:
             m = self.rx.fullmatch(stem)
             if m is None:
-                raise DatasetError(f"{path}: file name does not match dataset.pattern {self.rx.pattern!r}; "
+                raise DatasetError(f"{path}: file name does not match dataset.pattern '{self.rx.pattern}'; "
                                    "expected the pattern to match the whole name without its extension")
             if folder_pid is None:
                 pid = _integer(m, "pid", path, self.rx.pattern)
@@ -129,6 +129,25 @@ class _Reader:
         return out
 
 
+def check_folder_keywords(kw: dict[str, Any]) -> tuple[re.Pattern, str, set[int], set[int]]:
+    """The keywords of :func:`folder` checked as a whole, before any file is read (also at config
+    load: ``folder.check_keywords``): a ConfigError naming ``dataset.<key>``. Returns ``(compiled
+    pattern, protocol, junk ids, distractor ids)``."""
+    protocol, junk, distractors = check_shared_keys(kw["protocol"], kw["junk_pids"], kw["distractor_pids"],
+                                                    kw["camid_base"])
+    layout, camera = kw["layout"], kw["camera"]
+    if layout not in ("names", "subfolders"):
+        raise ConfigError(f"dataset.layout: expected one of names, subfolders, got {layout!r}")
+    if camera is not None and (not isinstance(camera, int) or isinstance(camera, bool) or camera < 0):
+        raise ConfigError(f"dataset.camera: expected null or an integer >= 0 (a 0-based camera), got {camera!r}")
+    for split in SPLITS:
+        name = kw[f"{split}_dir"]
+        if not isinstance(name, str) or not name or os.sep in name or name in (".", ".."):
+            raise ConfigError(f"dataset.{split}_dir: expected a folder name under dataset.root, got {name!r}")
+    needs = (["pid"] if layout == "names" else []) + (["camid"] if camera is None else [])
+    return compile_pattern(kw["pattern"], needs), protocol, junk, distractors
+
+
 @DATASETS.register("folder")
 def folder(
     root: str = "datasets",
@@ -148,17 +167,9 @@ def folder(
     ``pattern`` needs the named groups ``pid`` (layout ``names``) and ``camid`` (unless ``camera``,
     a constant 0-based camera for every image, is set); ``protocol`` is any registered protocol.
     """
-    protocol, junk, distractors = check_shared_keys(protocol, junk_pids, distractor_pids, camid_base)
-    if layout not in ("names", "subfolders"):
-        raise ConfigError(f"dataset.layout: expected one of names, subfolders, got {layout!r}")
-    if camera is not None and (not isinstance(camera, int) or isinstance(camera, bool) or camera < 0):
-        raise ConfigError(f"dataset.camera: expected null or an integer >= 0 (a 0-based camera), got {camera!r}")
-    needs = (["pid"] if layout == "names" else []) + (["camid"] if camera is None else [])
-    rx = compile_pattern(pattern, needs)
-    dirs = {"train": train_dir, "query": query_dir, "gallery": gallery_dir}
-    for split, name in dirs.items():
-        if not isinstance(name, str) or not name or os.sep in name or name in (".", ".."):
-            raise ConfigError(f"dataset.{split}_dir: expected a folder name under dataset.root, got {name!r}")
+    kw = dict(locals())
+    rx, protocol, junk, distractors = check_folder_keywords(kw)
+    dirs = {split: kw[f"{split}_dir"] for split in SPLITS}
     hint = HINT.format(root=root, dirs=",".join(dirs.values()), layout=layout)
     base = find_dir(root, [""], "folder", hint)
     index = FileIndex()
@@ -169,3 +180,6 @@ def folder(
         splits[split] = reader.names(path, split) if layout == "names" else reader.subfolders(path, split)
         where[split] = str(path)
     return splits_dataset("folder", splits, protocol, str(base), where)
+
+
+folder.check_keywords = check_folder_keywords  # called by the config loader with the resolved keywords
