@@ -27,6 +27,7 @@ from reid.registry import ConfigError
 
 from .amp import DTYPES, CastInput, amp_dtype, autocast, backward_and_step, grad_scaler
 from .checkpoint import CheckpointError, load_checkpoint, model_state, save_checkpoint, to_plain
+from .ddp_order import local_rank_zero_first
 from .device import resolve_device, seed_everything
 from .evaluator import Evaluator, check_draws, format_metrics
 from .gather import convert_sync_bn, gather_batch, gather_outputs
@@ -35,7 +36,6 @@ from .hooks import EpochStats, HookBase, default_hooks
 from .host_memory import keep_freed_host_memory
 from .interrupt import SigintStop, TrainingInterrupted, rng_state, set_rng_state
 from .optim import build_optimizer
-from .rank_zero import local_rank_zero_first
 from .runlog import Scalars, setup_logger
 from .schedule import lr_factor, set_lr
 

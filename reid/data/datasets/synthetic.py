@@ -13,9 +13,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from reid.data.persons import GENERATOR_VERSION, generate_market
 from reid.registry import DATASETS
 
+from ..persons import GENERATOR_VERSION, generate_market
 from .base import DatasetError, ReidDataset
 from .market import MARKET_DIR, market_layout_hint, read_market_layout
 
