@@ -48,9 +48,9 @@ def main() -> int:
     from reid.atomic_io import atomic_write_text, check_apart, make_folder
     from reid.data import build_dataset
     from reid.engine import Evaluator, format_metrics, load_checkpoint, resolve_device
-    from reid.engine.evaluator import ranked_list_figure
     from reid.engine.guards import check_folder
     from reid.inference.loading import build_from_checkpoint, checkpoint_config
+    from reid.visualize.ranked_list import ranked_list_figure
 
     checkpoint = Path(args.checkpoint)
     out = Path(args.output_dir) if args.output_dir else default_output_dir(checkpoint)

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager, nullcontext
-from typing import Any, Iterator
+from contextlib import nullcontext
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -48,15 +48,3 @@ def launch(cfg: Any, resume: str | None = None, force: bool = False, overwrite: 
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
-
-
-@contextmanager
-def local_rank_zero_first(distributed: bool, rank: int) -> Iterator[None]:
-    """Under DDP, each node's local rank 0 runs the block first (it builds the data set and the
-    image store, cached on disk) while the other ranks wait; they then run it (reading the cache)."""
-    first = int(os.environ.get("LOCAL_RANK", rank)) == 0
-    if distributed and not first:
-        dist.barrier()
-    yield
-    if distributed and first:
-        dist.barrier()

@@ -178,28 +178,6 @@ def warn_if_collapsed(feats: torch.Tensor) -> bool:
     return True
 
 
-def ranked_list_figure(evaluator: Evaluator, path: str, num_queries: int = 20, topk: int = 10) -> str:
-    """Save the first draw's ranked lists of ``num_queries`` evenly spaced queries as an image."""
-    from reid.visualize import save_ranked_lists
-
-    feats = evaluator.last_features
-    if feats is None:
-        raise RuntimeError("call evaluate() first")
-    query, gallery = evaluator.draws[0]
-    pick = np.linspace(0, len(query) - 1, num=min(num_queries, len(query))).astype(int)
-    qi = [evaluator.index[query[i]] for i in pick]
-    gi = [evaluator.index[s] for s in gallery]
-    dist = evaluator.distances(feats[qi].to(evaluator.device), feats[gi].to(evaluator.device))
-    images = evaluator.images
-    save_ranked_lists(
-        path, images[qi], images[gi], dist.cpu().numpy(),
-        np.array([query[i].pid for i in pick]), np.array([s.pid for s in gallery]),
-        np.array([query[i].camid for i in pick]), np.array([s.camid for s in gallery]),
-        topk=topk, ignore_same_camera=evaluator.protocol.cross_camera,
-    )
-    return path
-
-
 def per_query_table(query: list[Sample], result: Any) -> str:
     """CSV text: ``path,pid,camid,ap,first_match_rank`` per query (ap empty when skipped)."""
     valid = np.asarray(result.valid, dtype=bool)

@@ -28,8 +28,8 @@ from reid.registry import ConfigError
 
 from .amp import DTYPES, CastInput, amp_dtype, autocast, backward_and_step, grad_scaler
 from .checkpoint import CheckpointError, load_checkpoint, model_state, save_checkpoint, to_plain
+from .ddp_order import local_rank_zero_first
 from .device import resolve_device, seed_everything
-from .distributed import local_rank_zero_first
 from .evaluator import Evaluator, check_draws, format_metrics
 from .gather import convert_sync_bn, gather_batch, gather_outputs
 from .guards import (

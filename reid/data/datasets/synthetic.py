@@ -1,6 +1,6 @@
 """``synthetic``: a generated Market-format data set for demos and quick runs (``make demo``).
 
-The images come from :mod:`reid.testing.persons`; this file only caches them under
+The images come from :mod:`reid.data.persons`; this file only caches them under
 ``<root>/synthetic-<hash of parameters>/Market-1501-v15.09.15`` (built in a temporary folder, then
 renamed) and reads them back with the Market-1501 parser, body-part masks included.
 """
@@ -15,8 +15,8 @@ from pathlib import Path
 
 from reid.atomic_io import make_folder, os_errors
 from reid.registry import DATASETS
-from reid.testing.persons import GENERATOR_VERSION, generate_market
 
+from ..persons import GENERATOR_VERSION, generate_market
 from .base import DatasetError, ReidDataset
 from .market import MARKET_DIR, market_layout_hint, read_market_layout
 
