@@ -1,11 +1,16 @@
 """Ranking metrics: CMC, mAP, mINP under the Market-1501, CUHK03 and hand-set protocols.
 
-Per query, only the rank of each true match among the kept gallery matters, and it equals
-``1 + (true matches closer) + (negatives closer)``. Both backends compute exactly that without an
-argsort of the gallery: the true matches (found through a pid-grouped gallery index) are sorted,
-and each negative is placed among them by binary search. Ties between a true match and a negative
-count the true match first (an argsort-based evaluator orders ties arbitrarily; on inputs without
-ties the results are identical).
+The kept gallery is ranked by (distance, gallery index): the order of a stable argsort of each
+distance row, so equal distances rank in gallery order. Per query, only the rank of each true
+match matters, and it equals ``1 + (true matches before it) + (negatives before it)``. Both
+backends compute exactly that without an argsort of the gallery: the true matches (found through
+a pid-grouped gallery index) are sorted, and each negative is placed among them by binary search.
+torchreid and fast-reid rank with ``np.argsort(distmat, axis=1)`` (NumPy's default quicksort,
+not stable): without ties the results are identical; with ties theirs depend on the NumPy
+version and CPU, and equal those of ``kind="stable"`` only where the sort happens to keep the
+gallery order (scripts/compare_evaluators.py).
+
+Distances (and features) that are NaN or infinite are a :class:`NonFiniteError`, never a figure.
 """
 from __future__ import annotations
 
@@ -144,10 +149,24 @@ def _stats_torch(dist: torch.Tensor, qp, qc, index: GalleryIndex, use_cam: bool,
             ok = ok & (index.gc[gidx] != qc[s:s + bsz, None])
         pd = torch.gather(d, 1, gidx)
         pd = torch.where(ok, pd, torch.full_like(pd, float("inf")))
-        sp, _ = torch.sort(pd, dim=1)
+        # true matches in ranking order: by distance, ties by gallery index (gidx ascends in a row)
+        sp, si = torch.sort(pd, dim=1, stable=True)
+        sg = torch.gather(gidx, 1, si)
         npos = ok.sum(1)
-        # bin j of a negative = number of true matches <= its distance: it precedes matches j..m-1
-        j = torch.searchsorted(sp.contiguous(), d.contiguous(), right=True)
+        # bin j of a negative = number of true matches ranked before it (closer, or as close and
+        # earlier in the gallery): it precedes matches j..m-1
+        dc = d.contiguous()
+        sp = sp.contiguous()
+        j = torch.searchsorted(sp, dc, right=False)
+        tied = torch.searchsorted(sp, dc, right=True) > j
+        if bool(tied.any()):
+            # within a run of equal distances gallery indices ascend: search (run, index) keys
+            run = torch.cumsum(torch.cat([torch.zeros_like(sp[:, :1], dtype=torch.int64),
+                                          (sp[:, 1:] != sp[:, :-1]).long()], 1), 1)
+            key = run * (ng + 1) + sg
+            g = torch.arange(ng, device=dev).expand(b, ng)
+            jt = torch.searchsorted(key, torch.gather(run, 1, j.clamp(max=m - 1)) * (ng + 1) + g, right=False)
+            j = torch.where(tied, jt, j)
         neg = gp[None, :] != qp[s:s + bsz, None]
         j = torch.where(neg, j, torch.full_like(j, m + 1))
         bins = j + (torch.arange(b, device=dev) * (m + 2))[:, None]
@@ -279,7 +298,8 @@ class Cuhk03Draws:
     Each draw gives every gallery image a random key; per identity the image with the smallest
     key among the eligible ones is drawn (for the query's own identity: among its images from
     other cameras), i.e. a uniform choice. A query's first-match rank in a draw is 1 + the number
-    of other identities whose drawn image is closer than its drawn true match.
+    of other identities whose drawn image is ranked before its drawn true match (closer, or as
+    close and earlier in the gallery).
     """
 
     def __init__(self, index: GalleryIndex, num_repeats: int = 10, seed: int = 0):
@@ -318,8 +338,11 @@ class Cuhk03Draws:
             acc = torch.zeros(b, max_rank, dtype=torch.float64)
             for key, rep in zip(self.keys, self.reps):
                 k = torch.where(elig, key[None, :], torch.full((), 3.0, dtype=key.dtype, device=dev))
-                dpos = torch.gather(d, 1, torch.argmin(k, 1)[:, None])
-                closer = (d[:, rep] < dpos) & ~own
+                gpos = torch.argmin(k, 1)[:, None]
+                dpos = torch.gather(d, 1, gpos)
+                # ranked before the drawn true match: closer, or as close and earlier in the gallery
+                dr = d[:, rep]
+                closer = ((dr < dpos) | ((dr == dpos) & (rep[None, :] < gpos))) & ~own
                 rank = (closer.sum(1) + 1).cpu()
                 acc += (ks[None, :] >= rank[:, None]).double()
             acc[~has.cpu()] = 0
