@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import reid.evaluation.rank as rank_mod
-from reid.evaluation import HAVE_NUMBA, compute_distance, evaluate_features, evaluate_rank
+from reid.evaluation import HAVE_NUMBA, NonFiniteError, compute_distance, evaluate_features, evaluate_rank
 from reid.evaluation.rank import Cuhk03Draws, GalleryIndex
 
 BACKENDS = ["torch"] + (["numba"] if HAVE_NUMBA else [])
@@ -229,3 +229,38 @@ def test_compute_distance():
     torch.testing.assert_close(c, 1 - torch.nn.functional.cosine_similarity(q[:, None], x[None], dim=2))
     with pytest.raises(ValueError, match="metric"):
         compute_distance(q, x, "manhattan")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_distances_are_an_error_not_a_figure(bad, backend):
+    dist, qp, gp, qc, gc = random_problem(12)
+    dist[[5, 9], 3] = bad
+    with pytest.raises(NonFiniteError, match=r"^distances: 2 of 40 query rows hold NaN or infinite values "
+                                             r"\(the first: row 5\)"):
+        evaluate_rank(dist, qp, gp, qc, gc, backend=backend)
+    with pytest.raises(NonFiniteError, match=r"^data set 'x': re-ranked distances: 2 of 40 .* re-ranking"):
+        evaluate_rank(dist, qp, gp, qc, gc, backend=backend, where="data set 'x'", stage="re-ranked distances")
+    # all-NaN distances used to rank every true match first: rank-1 and mAP 100%
+    with pytest.raises(NonFiniteError):
+        evaluate_rank(np.full_like(dist, np.nan), qp, gp, qc, gc, backend=backend)
+
+
+def test_non_finite_features_or_chunk_distances_are_an_error():
+    g = torch.Generator().manual_seed(0)
+    qf, gf = torch.randn(30, 8, generator=g), torch.randn(50, 8, generator=g)
+    rng = np.random.default_rng(0)
+    qp, gp, qc, gc = rng.integers(0, 10, 30), rng.integers(0, 10, 50), rng.integers(0, 3, 30), rng.integers(0, 3, 50)
+    bad = gf.clone()
+    bad[[4, 6]] = float("nan")
+    with pytest.raises(NonFiniteError, match=r"^gallery features: 2 of 50 gallery rows .* row 4\); the model's"):
+        evaluate_features(qf, bad, qp, gp, qc, gc)
+
+    def dist_fn(rows):
+        d = compute_distance(qf[rows], gf)
+        d[rows == 17] = float("nan")
+        return d
+
+    with pytest.raises(NonFiniteError, match=r"^re-ranked distances: 1 of 10 query rows \(rows 10-19 of 30\) "
+                                             r"hold NaN or infinite values \(the first: row 17\)"):
+        evaluate_features(qf, gf, qp, gp, qc, gc, dist_fn=dist_fn, chunk_size=10, stage="re-ranked distances")

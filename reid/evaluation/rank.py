@@ -22,6 +22,7 @@ import torch
 from reid.data.protocols import Protocol, get_protocol
 from reid.evaluation._kernels import HAVE_NUMBA, market_stats
 from reid.evaluation.distance import PreparedGallery
+from reid.evaluation.finite import check_finite
 from reid.registry import suggestion
 
 BACKENDS = ("auto", "numba", "torch")
@@ -227,6 +228,8 @@ def evaluate_rank(
     num_repeats: int | None = None,
     seed: int = 0,
     backend: str = "auto",
+    where: str = "",
+    stage: str = "distances",
 ) -> RankResult:
     """CMC, mAP, mINP of a query x gallery distance matrix (smaller is closer).
 
@@ -247,11 +250,15 @@ def evaluate_rank(
     CUDA path); both give identical results.
     ``cmc`` always has ``max_rank`` entries; where the gallery is shorter, the ranks beyond it
     repeat the last value (torchreid truncates to the gallery size; the common entries agree).
+    Equal distances rank in gallery order (a stable argsort). NaN or infinite distances raise a
+    :class:`~reid.evaluation.finite.NonFiniteError` naming ``where`` (e.g. the data set) and
+    ``stage`` (``distances`` or ``re-ranked distances``: what the matrix is).
     """
     rules = _check(protocol, ap_mode)
     dist = _as_tensor(distmat)
     if dist.ndim != 2:
         raise ValueError(f"distmat must be [Nq, Ng], got shape {tuple(dist.shape)}")
+    check_finite(dist, _named(where, stage), stage, rows="query rows")
     if not dist.is_floating_point():
         dist = dist.double()
     dev = dist.device
@@ -269,6 +276,10 @@ def evaluate_rank(
     if rules.single_gallery_shot:
         cmc_rows = Cuhk03Draws(index, num_repeats or rules.single_gallery_shot, seed).cmc(dist, qp, qc, max_rank)
     return finalize(stats, max_rank, rules.name, ap_mode, cmc_rows)
+
+
+def _named(where: str, what: str) -> str:
+    return f"{where}: {what}" if where else what
 
 
 def finalize(stats: dict[str, np.ndarray], max_rank: int, protocol: str, ap_mode: str,
@@ -369,6 +380,8 @@ def evaluate_features(
     seed: int = 0,
     backend: str = "auto",
     dist_fn=None,
+    where: str = "",
+    stage: str = "distances",
 ) -> RankResult:
     """:func:`evaluate_rank` from features qf [Nq, D], gf [Ng, D] without the full distance matrix.
 
@@ -376,10 +389,14 @@ def evaluate_features(
     (default: as many as fit ``max_chunk_bytes`` of distances) and ranked chunk by chunk; peak
     memory is the gallery features plus one chunk. ``dist_fn(q_index [B]) -> [B, Ng]`` replaces
     the feature distances (e.g. re-ranked ones, see :func:`reid.evaluation.re_rank_features`).
-    Results are identical to ``evaluate_rank(compute_distance(qf, gf, metric), ...)``.
+    Results are identical to ``evaluate_rank(compute_distance(qf, gf, metric), ...)``. NaN or
+    infinite features or distances (``stage`` names what ``dist_fn`` gives) raise a
+    :class:`~reid.evaluation.finite.NonFiniteError` naming ``where`` and the stage.
     """
     rules = _check(protocol, ap_mode)
     qf = torch.as_tensor(qf)
+    check_finite(qf, _named(where, "query features"), "features", rows="query rows")
+    check_finite(torch.as_tensor(gf), _named(where, "gallery features"), "features", rows="gallery rows")
     dev = torch.device(device) if device is not None else qf.device
     nq = len(qf)
     prepared = PreparedGallery(torch.as_tensor(gf).to(dev), metric) if dist_fn is None else None
@@ -397,6 +414,8 @@ def evaluate_features(
             d = prepared(qf[s:s + chunk_size])
         else:
             d = torch.as_tensor(dist_fn(torch.arange(s, min(s + chunk_size, nq)))).to(dev)
+        check_finite(d, _named(where, stage if dist_fn is not None else "distances"),
+                     stage if dist_fn is not None else "distances", rows="query rows", offset=s, total=nq)
         parts.append(query_stats(d, qp[s:s + chunk_size], qc[s:s + chunk_size], index, rules.cross_camera, backend))
         if draws is not None:
             cmc_parts.append(draws.cmc(d, qp[s:s + chunk_size], qc[s:s + chunk_size], max_rank))
