@@ -34,6 +34,7 @@ from .evaluator import Evaluator, check_draws, format_metrics
 from .gather import convert_sync_bn, gather_batch, gather_outputs
 from .guards import (
     LossWatch,
+    check_finite_weights,
     check_recipe,
     check_run_paths,
     load_model_state,
@@ -332,7 +333,8 @@ class Trainer:
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         """One pass of the identity sampler (at most ``train.iters_per_epoch`` steps) with the
-        epoch hooks; returns the epoch's mean loss terms."""
+        epoch hooks; returns the epoch's mean loss terms. Non-finite weights stop it before the
+        ``after_epoch`` hooks (evaluation, checkpoints, best-model selection) see them."""
         stats = self._begin_epoch(epoch)
         self._call("before_epoch", stats)
         bar = tqdm(total=stats.iters, initial=min(stats.skip, stats.iters), desc=f"epoch {epoch + 1}/"
@@ -354,6 +356,9 @@ class Trainer:
                 stats.stopped = it + 1
                 break
         bar.close()
+        # before any hook evaluates or saves the model (a NaN BatchNorm statistic leaves the loss finite)
+        check_finite_weights(self.model, f"in epoch {epoch + 1} after iteration {stats.stopped}" if stats.stopped
+                             else f"after epoch {epoch + 1}")
         if stats.stopped:
             self._stop_in_epoch(stats)
         stats.finish(len(self.loader))
