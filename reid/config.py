@@ -21,10 +21,12 @@ import re
 import sys
 import typing
 from pathlib import Path
+from types import UnionType
 from typing import Any, Iterable
 
 import yaml
 
+from .checks import Choice, Flag, Items, Nullable, Pattern, Range, Strings, Text, Values, declared_check, keyword_error
 from .registry import BACKBONES, DATASETS, LOSSES, MODELS, ConfigError, Registry, closest, suggestion
 
 __all__ = ["DEFAULTS", "Config", "ConfigError", "load_config", "save_config", "parse_overrides", "reference_for"]
@@ -151,113 +153,6 @@ LOSS_EXTRA_KEYS = {"name": "", "weight": 1.0}
 # ---------------------------------------------------------------------------- value checks
 
 
-def _num(x: float) -> str:
-    return f"{x:g}" if isinstance(x, float) else str(x)
-
-
-class Range:
-    """Numbers in ``[lo, hi]`` (an open end excluded; ``None``: unbounded)."""
-
-    def __init__(self, lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
-                 hi_open: bool = False):
-        self.lo, self.hi, self.lo_open, self.hi_open = lo, hi, lo_open, hi_open
-
-    def ok(self, value: Any) -> bool:
-        if value != value:  # NaN
-            return False
-        if self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo):
-            return False
-        return self.hi is None or (value < self.hi if self.hi_open else value <= self.hi)
-
-    def bound(self) -> str:
-        if self.hi is None:
-            return f"{'>' if self.lo_open else '>='} {_num(self.lo)}"
-        return (f"in {'(' if self.lo_open else '['}{_num(self.lo)}, {_num(self.hi)}"
-                f"{')' if self.hi_open else ']'}")
-
-    def expects(self, default: Any = None) -> str:
-        kind = "an integer" if isinstance(default, int) and not isinstance(default, bool) else "a number"
-        return f"{kind} {self.bound()}"
-
-    def hint(self, value: Any) -> str:
-        return ""
-
-
-class Choice:
-    """One of a fixed set of values (strings; ``types`` widens the accepted YAML types). The same
-    check applies to a component keyword annotated ``Literal[...]`` (:func:`literal_choices`)."""
-
-    def __init__(self, *values: Any, types: tuple[type, ...] | None = None, text: str = "",
-                 aliases: dict[str, str] | None = None):
-        self.values, self.types, self.text, self.aliases = values, types, text, aliases or {}
-
-    def ok(self, value: Any) -> bool:
-        return any(value == v and type(value) is type(v) for v in self.values)
-
-    def expects(self, default: Any = None) -> str:
-        return self.text or "one of " + ", ".join(
-            str(v).lower() if isinstance(v, bool) else v for v in self.values)
-
-    def hint(self, value: Any) -> str:
-        best = self.aliases.get(str(value).lower()) or closest(
-            str(value), [str(v) for v in self.values if isinstance(v, str)])
-        return f"; did you mean '{best}'?" if best else ""
-
-
-class Pattern(Choice):
-    """A string matching ``regex`` (``values``: the suggestions for a near miss)."""
-
-    def __init__(self, regex: str, *values: str, text: str, aliases: dict[str, str] | None = None):
-        super().__init__(*values, text=text, aliases=aliases)
-        self.regex = re.compile(regex)
-
-    def ok(self, value: Any) -> bool:
-        return isinstance(value, str) and self.regex.fullmatch(value) is not None
-
-
-class Items:
-    """A list of ``length`` (None: any) numbers of type ``kind``, each within ``each``;
-    ``ordered``: in increasing (non-decreasing) order."""
-
-    def __init__(self, length: int | None, kind: type, each: Range, *, ordered: bool = False,
-                 example: str = ""):
-        self.length, self.kind, self.each, self.ordered, self.example = length, kind, each, ordered, example
-
-    def _is_kind(self, x: Any) -> bool:
-        kinds = (int, float) if self.kind is float else (self.kind,)
-        return isinstance(x, kinds) and not isinstance(x, bool)
-
-    def ok(self, value: Any) -> bool:
-        if not isinstance(value, list) or (self.length is not None and len(value) != self.length):
-            return False
-        if not all(self._is_kind(x) and self.each.ok(x) for x in value):
-            return False
-        return not self.ordered or all(a <= b for a, b in zip(value, value[1:]))
-
-    def expects(self, default: Any = None) -> str:
-        count = "" if self.length is None else f"{self.length} "
-        kind = "integers" if self.kind is int else "numbers"
-        text = f"a list of {count}{kind} {self.each.bound()}"
-        text += " in increasing order" if self.ordered else ""
-        return text + (f", e.g. {self.example}" if self.example else "")
-
-    def hint(self, value: Any) -> str:
-        return ""
-
-
-class Values(Items):
-    """A mapping whose values are numbers within ``each``."""
-
-    def __init__(self, each: Range):
-        super().__init__(None, float, each)
-
-    def ok(self, value: Any) -> bool:
-        return isinstance(value, dict) and super().ok(list(value.values()))
-
-    def expects(self, default: Any = None) -> str:
-        return f"a mapping to numbers {self.each.bound()}"
-
-
 #: Allowed values of the non-component keys of :data:`DEFAULTS`, checked at load after the types.
 #: The choice sets mirror the code that reads them (tests/test_checks_config.py keeps them equal).
 VALUE_CHECKS: dict[str, Range | Choice | Items] = {
@@ -320,7 +215,35 @@ VALUE_CHECKS: dict[str, Range | Choice | Items] = {
     "test.batch_size": Range(1),
     "test.metric": Choice("cosine", "euclidean"),
     "test.max_rank": Range(1),
+    # flags, lists of names and the published numbers: every leaf of DEFAULTS has a check here
+    "optimizer.nesterov": Flag(),
+    "optimizer.amsgrad": Flag(),
+    "optimizer.bias_weight_decay": Flag(),
+    "train.channels_last": Flag(),
+    "train.compile": Flag(),
+    "train.checkpoint_modules": Strings(),
+    "train.eval_before": Flag(),
+    "train.sync_bn": Flag(),
+    "train.gather_outputs": Flag(),
+    "train.find_unused_parameters": Flag(),
+    "reference.rank1": Nullable(Range(0, 100)),  # percent
+    "reference.mAP": Nullable(Range(0, 100)),
+    "reference.step_time": Nullable(Range(0, lo_open=True)),
+    "reference.source": Text(),
+    "test.flip": Flag(),
+    "test.normalize": Flag(),
+    "test.rerank": Flag(),
+    "test.aqe": Flag(),
 }
+
+#: Schema leaves checked by a function instead of an entry of VALUE_CHECKS (the key -> where).
+CHECKED_ELSEWHERE = {"reference.datasets": "_validate_reference (registered data set -> {rank1, mAP})"}
+
+#: The check of a component's float keyword declared without one.
+FINITE = Range()
+
+#: The checks of a loss entry's keys besides its constructor's keywords.
+LOSS_EXTRA_CHECKS = {"weight": Range(0)}
 
 
 class Config(dict):
@@ -559,6 +482,12 @@ def _expected_types(default: Any, annotation: Any) -> tuple[type, ...] | None:
         return tuple(types)
     if annotation in (int, float, bool, str, list, dict):
         return (annotation, int) if annotation is float else (annotation,)
+    if typing.get_origin(annotation) in (list, dict):
+        return (typing.get_origin(annotation),)
+    if typing.get_origin(annotation) in (typing.Union, UnionType):
+        parts = [_expected_types(None, a) if a is not type(None) else (type(None),)
+                 for a in typing.get_args(annotation)]
+        return None if any(p is None for p in parts) else tuple(t for p in parts for t in p)
     return None
 
 
@@ -637,6 +566,9 @@ def _validate_component(key: str, section: Any, registry: Registry, origin: dict
         sub = f"{key}.{k}"
         if k in extra:
             _check_type(sub, v, _expected_types(extra[k], None), _source(origin, sub, fallback))
+            message = keyword_error(sub, v, LOSS_EXTRA_CHECKS.get(k), extra[k])
+            if message:
+                raise ConfigError(f"{_source(origin, sub, fallback)}: {message}")
             out[k] = v
             continue
         if k not in params:
@@ -648,15 +580,20 @@ def _validate_component(key: str, section: Any, registry: Registry, origin: dict
                 v = {**p.default, **v}
             out[k] = _validate_component(sub, v, NESTED_COMPONENTS[k], origin, fallback)
             continue
-        choices = literal_choices(p.annotation, _namespace(registry.get(name)))
+        namespace = _namespace(registry.get(name))
+        annotation, check = declared_check(p.annotation, namespace)
+        choices = literal_choices(annotation, namespace)
+        default = None if p.default is p.empty else p.default
         if choices is not None:
             check = Choice(*choices)
-            if not check.ok(v):
-                raise ConfigError(f"{_source(origin, sub, fallback)}: key '{sub}' expects {check.expects()}, "
-                                  f"got {v!r}{check.hint(v)}")
         else:
-            _check_type(sub, v, _expected_types(p.default, p.annotation), _source(origin, sub, fallback),
-                        None if p.default is p.empty else p.default)
+            _check_type(sub, v, _expected_types(p.default, annotation), _source(origin, sub, fallback), default)
+            if check is None and isinstance(v, float):
+                check = FINITE  # no float of any component may be inf or nan
+        if not (v is None and default is None):
+            message = keyword_error(sub, v, check, default)
+            if message:
+                raise ConfigError(f"{_source(origin, sub, fallback)}: {message}")
         out[k] = v
     for k, nested in NESTED_COMPONENTS.items():
         if k in out and isinstance(out[k], dict) and "name" in out[k] and not isinstance(
@@ -739,24 +676,99 @@ def _check_values(cfg: dict[str, Any], origin: dict[str, str], fallback: str) ->
         if value is not _MISSING and not check.ok(value):
             raise ConfigError(f"{_source(origin, key, fallback)}: key '{key}' expects {check.expects(default)}, "
                               f"got {value!r}{check.hint(value)}")
+    for keys, relation in RELATIONS:
+        found = relation(cfg)
+        if found:
+            key, message = found if isinstance(found, tuple) else (keys[0], found)
+            raise ConfigError(f"{_source(origin, key, fallback)}: key '{key}' {message}")
+
+
+def _cosine_floor(cfg: dict[str, Any]) -> str | None:
     schedule, lr = cfg["schedule"], cfg["optimizer"]["lr"]
     if schedule["name"] == "cosine" and schedule["min_lr"] > lr:
-        raise ConfigError(f"{_source(origin, 'schedule.min_lr', fallback)}: key 'schedule.min_lr' "
-                          f"(the cosine floor) must not exceed optimizer.lr = {lr}, got {schedule['min_lr']}")
+        return f"(the cosine floor) must not exceed optimizer.lr = {lr}, got {schedule['min_lr']}"
+    return None
+
+
+def _factor_count(cfg: dict[str, Any]) -> str | None:
+    schedule = cfg["schedule"]
     if schedule["factors"] and len(schedule["factors"]) != len(schedule["milestones"]) + 1:
-        raise ConfigError(f"{_source(origin, 'schedule.factors', fallback)}: key 'schedule.factors' needs one "
-                          f"more entry than schedule.milestones ({len(schedule['milestones'])}), "
-                          f"got {len(schedule['factors'])}")
+        return (f"needs one more entry than schedule.milestones ({len(schedule['milestones'])}), "
+                f"got {len(schedule['factors'])}")
+    return None
+
+
+def _pair_losses(cfg: dict[str, Any]) -> list[str]:
+    """Labels of the configured losses that compare images of a batch (``pairwise = True`` on the class)."""
+    return [label for label, spec in cfg["losses"].items()
+            if getattr(LOSSES.get(spec["name"]), "pairwise", False)]
+
+
+def _batch_pairs(key: str) -> Any:
+    def relation(cfg: dict[str, Any]) -> str | None:
+        losses, value = _pair_losses(cfg), cfg["sampler"][key.split(".")[1]]
+        if losses and value < 2:
+            what = "identities (negatives)" if key == "sampler.num_ids" else "images per identity (positives)"
+            return (f"must be >= 2 with the {', '.join(losses)} loss (it needs {what} in each batch), "
+                    f"got {value}")
+        return None
+    return relation
+
+
+def _output_stride(model: dict[str, Any], stride: Any = None) -> int:
+    """Input pixels per cell of the backbone's last map (a branch's own last ``stride`` when set)."""
+    from .models.backbones.base import output_stride
+
+    last = stride if isinstance(stride, int) else (model.get("backbone") or {}).get("last_stride", 2)
+    return output_stride(last if isinstance(last, int) and last >= 1 else 2)
+
+
+def _input_size(cfg: dict[str, Any]) -> str | None:
+    stride = _output_stride(cfg["model"])
+    if min(cfg["input"]["size"]) < stride:
+        return (f"expects each side >= the network's output stride {stride} (model.backbone.last_stride "
+                f"{stride // _output_stride({}, 1)}) so that its last feature map covers whole cells, "
+                f"got {cfg['input']['size']}")
+    return None
+
+
+def _stripes(cfg: dict[str, Any]) -> tuple[str, str] | None:
+    model, height = cfg["model"], cfg["input"]["size"][0]
+    branches = [model] + [b for b in model.get("branches") or [] if isinstance(b, dict)]
+    for i, branch in enumerate(branches):
+        stripes = branch.get("stripes")
+        if isinstance(stripes, int) and not isinstance(stripes, bool) and stripes > 0:
+            stride = _output_stride(model, branch.get("stride"))
+            rows = -(-height // stride)
+            if stripes > rows:
+                key = "model.stripes" if i == 0 else f"model.branches[{i - 1}].stripes"
+                return key, (f"expects at most the {rows} rows of the feature map (input.size height {height} / "
+                             f"output stride {stride}), got {stripes}; lower it or raise input.size")
+    return None
+
+
+#: Relations between keys, checked at load after every key's own check: (keys, check) where the
+#: check returns the message (after "key 'KEYS[0]' ") or None. One declared list; docs/checks.md.
+RELATIONS: list[tuple[tuple[str, ...], Any]] = [
+    (("schedule.min_lr", "optimizer.lr", "schedule.name"), _cosine_floor),
+    (("schedule.factors", "schedule.milestones"), _factor_count),
+    (("sampler.num_ids", "losses"), _batch_pairs("sampler.num_ids")),
+    (("sampler.num_instances", "losses"), _batch_pairs("sampler.num_instances")),
+    (("input.size", "model.backbone.last_stride"), _input_size),
+    (("model.stripes", "model.branches", "input.size", "model.backbone.last_stride"), _stripes),
+]
 
 
 # ------------------------------------------------------------------------------------- reference
 
 REFERENCE_METRICS = ("rank1", "mAP")
+PERCENT_OR_NULL = Nullable(Range(0, 100))
 
 
 def _number_or_null(key: str, value: Any, where: str) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-        raise ConfigError(f"{where}: key '{key}' expects a number or null, got {value!r}")
+    check = VALUE_CHECKS.get(key, PERCENT_OR_NULL)
+    if not check.ok(value):
+        raise ConfigError(f"{where}: key '{key}' expects {check.expects()}, got {value!r}{check.hint(value)}")
 
 
 def _validate_reference(ref: dict[str, Any], origin: dict[str, str], fallback: str) -> None:

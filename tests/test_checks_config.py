@@ -76,7 +76,7 @@ def test_choice_strings_suggest_the_closest(override, hint):
 
 @pytest.mark.parametrize("override", [
     "data.on_device=true", "data.on_device=false", "data.on_device=auto", "device=cuda:1", "device=cpu",
-    "optimizer.lr=10", "augment.crop_scale=1", "seed=0", "input.size=[8,4]", "augment.erasing.area=[0.1,0.1]",
+    "optimizer.lr=10", "augment.crop_scale=1", "seed=0", "input.size=[16,16]", "augment.erasing.area=[0.1,0.1]",
 ])
 def test_values_at_the_edges_are_accepted(override):
     load_config(None, [override])

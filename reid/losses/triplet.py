@@ -56,6 +56,9 @@ class TripletLoss(OutputLoss):
     replaces the hinge by softplus (``margin`` then unused).
     """
 
+    #: compares images of a batch: the config needs sampler.num_ids >= 2 and num_instances >= 2
+    pairwise = True
+
     def __init__(self, margin: float = 0.3, soft_margin: bool = False, metric: TripletMetric = "euclidean",
                  input: str = "features", reduce: Reduce = "sum", normalize: bool = False):  # noqa: A002
         super().__init__(input, reduce)

@@ -1,0 +1,214 @@
+"""Value checks by meaning, declared where a value is declared (issue 23, item 4): ONE set of check
+types for the config schema (``reid.config.VALUE_CHECKS``), component keywords (a signature's
+``typing.Annotated[int, Range(1)]``) and tool arguments (``reid.cli``'s argparse types).
+
+A check has ``ok(value) -> bool``, ``expects(default) -> str`` (``"an integer >= 1"``) and
+``hint(value) -> str`` (a suffix such as ``"; did you mean 'adam'?"``). Every number check refuses
+NaN and the infinities: no key of reid takes a non-finite number. This module imports nothing of
+reid but the registry's error types, so every layer may declare checks with it.
+"""
+from __future__ import annotations
+
+import math
+import re
+import typing
+from typing import Any
+
+from .registry import closest
+
+__all__ = ["Range", "Choice", "Pattern", "Items", "Values", "Flag", "Strings", "Nullable", "Text",
+           "is_number", "declared_check", "keyword_error"]
+
+
+def _num(x: float) -> str:
+    return f"{x:g}" if isinstance(x, float) else str(x)
+
+
+def is_number(value: Any) -> bool:
+    """An int or float, not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+class Range:
+    """Finite numbers in ``[lo, hi]`` (an open end excluded; ``None``: unbounded)."""
+
+    def __init__(self, lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
+                 hi_open: bool = False):
+        self.lo, self.hi, self.lo_open, self.hi_open = lo, hi, lo_open, hi_open
+
+    def ok(self, value: Any) -> bool:
+        if not is_number(value) or not math.isfinite(value):
+            return False
+        if self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo):
+            return False
+        return self.hi is None or (value < self.hi if self.hi_open else value <= self.hi)
+
+    def bound(self) -> str:
+        if self.lo is None and self.hi is None:
+            return "(finite)"
+        if self.hi is None:
+            return f"{'>' if self.lo_open else '>='} {_num(self.lo)}"
+        if self.lo is None:
+            return f"{'<' if self.hi_open else '<='} {_num(self.hi)}"
+        return (f"in {'(' if self.lo_open else '['}{_num(self.lo)}, {_num(self.hi)}"
+                f"{')' if self.hi_open else ']'}")
+
+    def expects(self, default: Any = None) -> str:
+        kind = "an integer" if isinstance(default, int) and not isinstance(default, bool) else "a number"
+        if self.lo is None and self.hi is None:
+            return f"a finite {kind.split()[-1]}"
+        return f"{kind} {self.bound()}"
+
+    def hint(self, value: Any) -> str:
+        bounded = self.lo is not None or self.hi is not None
+        return " (not a finite number)" if bounded and is_number(value) and not math.isfinite(value) else ""
+
+
+class Choice:
+    """One of a fixed set of values (strings; ``types`` widens the accepted YAML types). The same
+    check applies to a component keyword annotated ``Literal[...]``."""
+
+    def __init__(self, *values: Any, types: tuple[type, ...] | None = None, text: str = "",
+                 aliases: dict[str, str] | None = None):
+        self.values, self.types, self.text, self.aliases = values, types, text, aliases or {}
+
+    def ok(self, value: Any) -> bool:
+        return any(value == v and type(value) is type(v) for v in self.values)
+
+    def expects(self, default: Any = None) -> str:
+        return self.text or "one of " + ", ".join(
+            str(v).lower() if isinstance(v, bool) else str(v) for v in self.values)
+
+    def hint(self, value: Any) -> str:
+        best = self.aliases.get(str(value).lower()) or closest(
+            str(value), [str(v) for v in self.values if isinstance(v, str)])
+        return f"; did you mean '{best}'?" if best else ""
+
+
+class Pattern(Choice):
+    """A string matching ``regex`` (``values``: the suggestions for a near miss)."""
+
+    def __init__(self, regex: str, *values: str, text: str, aliases: dict[str, str] | None = None):
+        super().__init__(*values, text=text, aliases=aliases)
+        self.regex = re.compile(regex)
+
+    def ok(self, value: Any) -> bool:
+        return isinstance(value, str) and self.regex.fullmatch(value) is not None
+
+
+class Text(Pattern):
+    """Any string (``nonempty``: with a non-space character)."""
+
+    def __init__(self, nonempty: bool = False, text: str = ""):
+        super().__init__(r"\s*\S.*" if nonempty else r"(?s).*",
+                         text=text or ("a non-empty string" if nonempty else "a string"))
+
+    def ok(self, value: Any) -> bool:
+        return isinstance(value, str) and self.regex.fullmatch(value) is not None
+
+
+class Flag(Choice):
+    """``true`` or ``false``."""
+
+    def __init__(self) -> None:
+        super().__init__(True, False, text="true or false")
+
+
+class Items:
+    """A list of ``length`` (None: any) numbers of type ``kind``, each within ``each``;
+    ``ordered``: in increasing (non-decreasing) order."""
+
+    def __init__(self, length: int | None, kind: type, each: Range, *, ordered: bool = False,
+                 example: str = ""):
+        self.length, self.kind, self.each, self.ordered, self.example = length, kind, each, ordered, example
+
+    def _is_kind(self, x: Any) -> bool:
+        kinds = (int, float) if self.kind is float else (self.kind,)
+        return isinstance(x, kinds) and not isinstance(x, bool)
+
+    def ok(self, value: Any) -> bool:
+        if not isinstance(value, list) or (self.length is not None and len(value) != self.length):
+            return False
+        if not all(self._is_kind(x) and self.each.ok(x) for x in value):
+            return False
+        return not self.ordered or all(a <= b for a, b in zip(value, value[1:]))
+
+    def expects(self, default: Any = None) -> str:
+        count = "" if self.length is None else f"{self.length} "
+        kind = "integers" if self.kind is int else "numbers"
+        text = f"a list of {count}{kind} {self.each.bound()}"
+        text += " in increasing order" if self.ordered else ""
+        return text + (f", e.g. {self.example}" if self.example else "")
+
+    def hint(self, value: Any) -> str:
+        return ""
+
+
+class Values(Items):
+    """A mapping from strings to numbers within ``each``."""
+
+    def __init__(self, each: Range):
+        super().__init__(None, float, each)
+
+    def ok(self, value: Any) -> bool:
+        return (isinstance(value, dict) and all(isinstance(k, str) for k in value)
+                and super().ok(list(value.values())))
+
+    def expects(self, default: Any = None) -> str:
+        return f"a mapping to numbers {self.each.bound()}"
+
+
+class Strings:
+    """A list of non-empty strings."""
+
+    def ok(self, value: Any) -> bool:
+        return isinstance(value, list) and all(isinstance(x, str) and x.strip() for x in value)
+
+    def expects(self, default: Any = None) -> str:
+        return "a list of non-empty strings"
+
+    def hint(self, value: Any) -> str:
+        return ""
+
+
+class Nullable:
+    """``null`` or a value passing ``check``."""
+
+    def __init__(self, check: Any):
+        self.check = check
+
+    def ok(self, value: Any) -> bool:
+        return value is None or self.check.ok(value)
+
+    def expects(self, default: Any = None) -> str:
+        return f"{self.check.expects(default)} or null"
+
+    def hint(self, value: Any) -> str:
+        return self.check.hint(value)
+
+
+Check = typing.Union[Range, Choice, Items, Strings, Nullable]
+
+
+def declared_check(annotation: Any, namespace: dict[str, Any]) -> tuple[Any, Any]:
+    """``(base annotation, check or None)`` of a keyword annotated ``Annotated[T, CHECK]`` (a string
+    under ``from __future__ import annotations`` is evaluated in ``namespace``, the defining
+    module's globals); other annotations come back unchanged with no check."""
+    resolved = annotation
+    if isinstance(annotation, str) and "Annotated[" in annotation:
+        try:
+            resolved = eval(annotation, dict(namespace))  # noqa: S307 - reid's own source annotations
+        except Exception as exc:  # a broken declaration is a bug of reid, not of the user's config
+            raise TypeError(f"cannot evaluate the annotation {annotation!r}: {exc}") from exc
+    if typing.get_origin(resolved) is typing.Annotated:
+        base, *extras = typing.get_args(resolved)
+        checks = [x for x in extras if hasattr(x, "ok") and hasattr(x, "expects")]
+        return base, (checks[0] if checks else None)
+    return annotation, None
+
+
+def keyword_error(key: str, value: Any, check: Any, default: Any = None) -> str | None:
+    """The message for ``value`` of ``key`` failing ``check`` (None when it passes)."""
+    if check is None or check.ok(value):
+        return None
+    return f"key '{key}' expects {check.expects(default)}, got {value!r}{check.hint(value)}"
