@@ -12,12 +12,13 @@ from __future__ import annotations
 import math
 import re
 import typing
-from typing import Any
+from typing import Annotated, Any
 
 from .registry import closest
 
 __all__ = ["Range", "Choice", "Pattern", "Items", "Values", "Flag", "Strings", "Nullable", "Text",
-           "is_number", "declared_check", "keyword_error"]
+           "Dim", "Count", "Seed", "Stride", "Prob", "Rate", "Fraction", "NonNegative", "Positive", "Size",
+           "Labels", "is_number", "declared_check", "keyword_error"]
 
 
 def _num(x: float) -> str:
@@ -190,12 +191,28 @@ class Nullable:
 Check = typing.Union[Range, Choice, Items, Strings, Nullable]
 
 
+#: Keyword types with their range, for component signatures (``dim: Dim = 1024``).
+Dim = Annotated[int, Range(1)]  # a width, a count of parts or stripes, a reduction ratio: >= 1
+Count = Annotated[int, Range(0)]  # a count that may be 0
+Seed = Annotated[int, Range(0, 2**32 - 1)]
+Stride = Annotated[int, Range(1, 2)]  # a backbone stage's stride
+Prob = Annotated[float, Range(0, 1)]  # a probability or a threshold in [0, 1]
+Rate = Annotated[float, Range(0, 1, hi_open=True)]  # a dropout rate or label-smoothing epsilon in [0, 1)
+Fraction = Annotated[float, Range(0, 1, lo_open=True)]  # a share of a side in (0, 1]
+NonNegative = Annotated[float, Range(0)]  # a margin, a weight, a slope
+Positive = Annotated[float, Range(0, lo_open=True)]  # an epsilon, a GeM power
+Size = Annotated[list | None, Nullable(Items(2, int, Range(1), example="[384, 128] (height, width)"))]
+Labels = Annotated[list, Items(None, int, Range(0))]
+
+
 def declared_check(annotation: Any, namespace: dict[str, Any]) -> tuple[Any, Any]:
-    """``(base annotation, check or None)`` of a keyword annotated ``Annotated[T, CHECK]`` (a string
-    under ``from __future__ import annotations`` is evaluated in ``namespace``, the defining
-    module's globals); other annotations come back unchanged with no check."""
+    """``(base annotation, check or None)`` of a keyword annotated ``Annotated[T, CHECK]`` or an
+    alias of one (``Dim`` above; a string under ``from __future__ import annotations`` is evaluated
+    in ``namespace``, the defining module's globals); others come back unchanged with no check."""
     resolved = annotation
-    if isinstance(annotation, str) and "Annotated[" in annotation:
+    if isinstance(annotation, str) and annotation.strip().isidentifier():
+        resolved = namespace.get(annotation.strip(), annotation)
+    elif isinstance(annotation, str) and "Annotated[" in annotation:
         try:
             resolved = eval(annotation, dict(namespace))  # noqa: S307 - reid's own source annotations
         except Exception as exc:  # a broken declaration is a bug of reid, not of the user's config

@@ -600,6 +600,12 @@ def _validate_component(key: str, section: Any, registry: Registry, origin: dict
             section.get(k), dict
         ):
             out[k] = _validate_component(f"{key}.{k}", out[k], nested, origin, fallback)
+    hook = getattr(registry.get(name), "check_keywords", None)  # keywords checked as a whole
+    if hook is not None:
+        try:
+            hook(out)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
     return out
 
 

@@ -23,6 +23,7 @@ from typing import Literal, NamedTuple, get_args
 import torch
 from torch import nn
 
+from reid.checks import Dim, NonNegative, Rate
 from reid.models.heads.init import init_classifier, init_kaiming, init_laga, init_scheme
 from reid.models.layers.common import conv_bn
 from reid.registry import HEADS, ConfigError, suggestion
@@ -76,8 +77,8 @@ class ReductionHead(nn.Module):
     logits = Linear(D -> num_classes)(d); test feature = x; triplet feature e (``triplet_input=
     "embedding"``, the paper's learned embedding) or d (``"dropout"``)."""
 
-    def __init__(self, in_dim: int, num_classes: int, dim: int = 1024, dropout: float = 0.5,
-                 negative_slope: float = 0.1, init: str = "default", triplet_input: TripletInput = "embedding"):
+    def __init__(self, in_dim: int, num_classes: int, dim: Dim = 1024, dropout: Rate = 0.5,
+                 negative_slope: NonNegative = 0.1, init: str = "default", triplet_input: TripletInput = "embedding"):
         super().__init__()
         scheme = init_scheme(init)
         if triplet_input not in TRIPLET_INPUTS:
@@ -105,7 +106,7 @@ class ConvReductionHead(nn.Module):
     """MGN: x [B, C] -> Conv1x1(C -> D, no bias) + BN + ReLU = r [B, D]; logits = Linear(D -> N)(r);
     triplet feature r; test feature r (``neck_feat="after"``) or x [B, C] (``"before"``)."""
 
-    def __init__(self, in_dim: int, num_classes: int, dim: int = 256, neck_feat: NeckFeat = "after",
+    def __init__(self, in_dim: int, num_classes: int, dim: Dim = 256, neck_feat: NeckFeat = "after",
                  init: str = "default"):
         super().__init__()
         if neck_feat not in ("after", "before"):
