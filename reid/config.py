@@ -298,6 +298,71 @@ _Loader.add_implicit_resolver(
 )
 
 
+#: The most nodes a YAML document may expand to, aliases counted at each use (a config has a few
+#: hundred): an "alias bomb" (each anchor a list of aliases of the previous one) fails fast.
+YAML_MAX_NODES = 100_000
+
+
+class YamlShapeError(ConfigError):
+    """A YAML document refused before it is used: a duplicate key, or aliases expanding too far."""
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_: set[int]) -> int:
+    """Nodes of ``node`` with every alias expanded (memoised per node, so a bomb costs its text)."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if key in open_:
+        raise YamlShapeError(f"line {node.start_mark.line + 1}: an alias refers to its own anchor (a recursive "
+                             "structure); a config is a tree")
+    open_.add(key)
+    if isinstance(node, yaml.SequenceNode):
+        children = node.value
+    elif isinstance(node, yaml.MappingNode):
+        children = [n for pair in node.value for n in pair]
+    else:
+        children = []
+    total = 1
+    for child in children:
+        total += _expanded_size(child, sizes, open_)
+        if total > YAML_MAX_NODES:
+            break
+    open_.discard(key)
+    sizes[key] = total
+    if total > YAML_MAX_NODES:
+        raise YamlShapeError(f"line {node.start_mark.line + 1}: aliases expand the document past "
+                             f"{YAML_MAX_NODES} values (an alias bomb?); write the values out")
+    return total
+
+
+def _compose_document(self: _Loader) -> yaml.Node:
+    node = yaml.SafeLoader.compose_document(self)
+    _expanded_size(node, {}, set())
+    return node
+
+
+def _construct_mapping(self: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = self.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        try:
+            first = seen.get(key)
+        except TypeError:  # an unhashable key: the constructor reports it
+            continue
+        if first is not None:
+            raise YamlShapeError(f"duplicate key '{key}' (lines {first} and {line}); the second would "
+                                 "silently replace the first")
+        seen[key] = line
+    return yaml.SafeLoader.construct_mapping(self, node, deep=deep)
+
+
+_Loader.compose_document = _compose_document
+_Loader.construct_mapping = _construct_mapping
+
+
 def _yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
 
@@ -305,11 +370,18 @@ def _yaml(text: str) -> Any:
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
+    raw = path.read_bytes()
     try:
-        with open(path) as f:
-            data = _yaml(f.read())
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+                          "save the config as UTF-8") from None
+    try:
+        data = _yaml(text)
+    except YamlShapeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+        raise ConfigError(f"{path}: invalid YAML: {' '.join(str(exc).split())}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -374,6 +446,8 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
             raise ConfigError(f"{CLI}: override '{item}' has an empty key")
         try:
             value = _yaml(raw) if raw.strip() else ""
+        except YamlShapeError as exc:
+            raise ConfigError(f"{CLI}: override '{key}': {exc}") from None
         except yaml.YAMLError:
             value = raw
         node = out
