@@ -18,7 +18,7 @@ from .registry import closest
 
 __all__ = ["Range", "Choice", "Pattern", "Items", "Values", "Flag", "Strings", "Nullable", "Text",
            "Dim", "Count", "Seed", "Stride", "Prob", "Rate", "Fraction", "NonNegative", "Positive", "Size",
-           "Labels", "is_number", "declared_check", "keyword_error"]
+           "Labels", "DEVICE", "is_number", "declared_check", "keyword_error"]
 
 
 def _num(x: float) -> str:
@@ -203,6 +203,9 @@ NonNegative = Annotated[float, Range(0)]  # a margin, a weight, a slope
 Positive = Annotated[float, Range(0, lo_open=True)]  # an epsilon, a GeM power
 Size = Annotated[list | None, Nullable(Items(2, int, Range(1), example="[384, 128] (height, width)"))]
 Labels = Annotated[list, Items(None, int, Range(0))]
+#: A torch device (the config's ``device`` and the tools' ``--device``).
+DEVICE = Pattern(r"auto|cpu|cuda(:[0-9]+)?", "auto", "cpu", "cuda", "cuda:0",
+                 text="auto, cpu, cuda or cuda:N", aliases={"gpu": "cuda", "cuda:": "cuda:0"})
 
 
 def declared_check(annotation: Any, namespace: dict[str, Any]) -> tuple[Any, Any]:

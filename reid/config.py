@@ -26,7 +26,20 @@ from typing import Any, Iterable
 
 import yaml
 
-from .checks import Choice, Flag, Items, Nullable, Pattern, Range, Strings, Text, Values, declared_check, keyword_error
+from .checks import (
+    DEVICE,
+    Choice,
+    Flag,
+    Items,
+    Nullable,
+    Pattern,
+    Range,
+    Strings,
+    Text,
+    Values,
+    declared_check,
+    keyword_error,
+)
 from .registry import BACKBONES, DATASETS, LOSSES, MODELS, ConfigError, Registry, closest, suggestion
 
 __all__ = ["DEFAULTS", "Config", "ConfigError", "load_config", "save_config", "parse_overrides", "reference_for"]
@@ -158,8 +171,7 @@ LOSS_EXTRA_KEYS = {"name": "", "weight": 1.0}
 VALUE_CHECKS: dict[str, Range | Choice | Items] = {
     "seed": Range(0, 2**32 - 1),
     "output_dir": Pattern(r"\s*\S.*", text="a folder path"),
-    "device": Pattern(r"auto|cpu|cuda(:[0-9]+)?", "auto", "cpu", "cuda", "cuda:0",
-                      text="auto, cpu, cuda or cuda:N", aliases={"gpu": "cuda", "cuda:": "cuda:0"}),
+    "device": DEVICE,
     "input.size": Items(2, int, Range(1), example="[256, 128] (height, width)"),
     "input.pixel_mean": Items(3, float, Range(0, 1), example="[0.485, 0.456, 0.406] (RGB, fractions of 255)"),
     "input.pixel_std": Items(3, float, Range(0, 1, lo_open=True),
