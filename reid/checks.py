@@ -9,16 +9,21 @@ reid but the registry's error types, so every layer may declare checks with it.
 """
 from __future__ import annotations
 
+import ast
+import inspect
 import math
 import re
+import sys
 import typing
+from types import UnionType
 from typing import Annotated, Any
 
 from .registry import closest
 
 __all__ = ["Range", "Choice", "Pattern", "Items", "Values", "Flag", "Strings", "Nullable", "Text",
            "Dim", "Count", "Seed", "Stride", "Prob", "Rate", "Fraction", "NonNegative", "Positive", "Size",
-           "Labels", "DEVICE", "is_number", "declared_check", "keyword_error"]
+           "Labels", "DEVICE", "FINITE", "is_number", "declared_check", "keyword_error", "keyword_problem",
+           "expected_types", "literal_choices", "namespace_of", "type_error"]
 
 
 def _num(x: float) -> str:
@@ -38,7 +43,7 @@ class Range:
         self.lo, self.hi, self.lo_open, self.hi_open = lo, hi, lo_open, hi_open
 
     def ok(self, value: Any) -> bool:
-        if not is_number(value) or not math.isfinite(value):
+        if not is_number(value) or (isinstance(value, float) and not math.isfinite(value)):
             return False
         if self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo):
             return False
@@ -62,7 +67,7 @@ class Range:
 
     def hint(self, value: Any) -> str:
         bounded = self.lo is not None or self.hi is not None
-        return " (not a finite number)" if bounded and is_number(value) and not math.isfinite(value) else ""
+        return " (not a finite number)" if bounded and isinstance(value, float) and not math.isfinite(value) else ""
 
 
 class Choice:
@@ -232,3 +237,110 @@ def keyword_error(key: str, value: Any, check: Any, default: Any = None) -> str 
     if check is None or check.ok(value):
         return None
     return f"key '{key}' expects {check.expects(default)}, got {value!r}{check.hint(value)}"
+
+
+_TYPE_NAMES = {
+    "int": int, "float": float, "bool": bool, "str": str, "list": list, "tuple": list,
+    "dict": dict, "None": type(None), "Sequence": list,
+}
+
+
+def expected_types(default: Any, annotation: Any) -> tuple[type, ...] | None:
+    """Accepted YAML types for a value, from its default or (simple) annotation; None = any."""
+    if default is not None and default is not inspect.Parameter.empty:
+        if isinstance(default, bool):
+            return (bool,)
+        if isinstance(default, int):
+            return (int,)
+        if isinstance(default, float):
+            return (float, int)
+        if isinstance(default, str):
+            return (str,)
+        if isinstance(default, (list, tuple)):
+            return (list,)
+        if isinstance(default, dict):
+            return (dict,)
+        return None
+    if isinstance(annotation, str):
+        types: list[type] = []
+        for part in annotation.split("|"):
+            base = part.strip().split("[", 1)[0].split(".")[-1]
+            if base not in _TYPE_NAMES:
+                return None
+            types.append(_TYPE_NAMES[base])
+        if float in types:
+            types.append(int)
+        return tuple(types)
+    if annotation in (int, float, bool, str, list, dict):
+        return (annotation, int) if annotation is float else (annotation,)
+    if typing.get_origin(annotation) in (list, dict):
+        return (typing.get_origin(annotation),)
+    if typing.get_origin(annotation) in (typing.Union, UnionType):
+        parts = [expected_types(None, a) if a is not type(None) else (type(None),)
+                 for a in typing.get_args(annotation)]
+        return None if any(p is None for p in parts) else tuple(t for p in parts for t in p)
+    return None
+
+
+_LITERAL = re.compile(r"^\s*(?:typing\.)?Literal\[(.*)\]\s*$", re.S)
+
+
+def literal_choices(annotation: Any, namespace: dict[str, Any] | None = None) -> tuple[Any, ...] | None:
+    """The values of a ``Literal[...]`` annotation (a string under ``from __future__ import
+    annotations``, the typing object, or the name of a module-level alias such as ``Neck =
+    Literal["bnneck", "none"]`` looked up in ``namespace``), else None: a component keyword
+    annotated so is one of a fixed set of values, checked when the config loads."""
+    if typing.get_origin(annotation) is typing.Literal:
+        return typing.get_args(annotation)
+    if isinstance(annotation, str) and namespace is not None and annotation.strip().isidentifier():
+        alias = namespace.get(annotation.strip())
+        if typing.get_origin(alias) is typing.Literal:
+            return typing.get_args(alias)
+    match = _LITERAL.match(annotation) if isinstance(annotation, str) else None
+    if match is None:
+        return None
+    try:
+        values = ast.literal_eval(f"({match.group(1)},)")
+    except (ValueError, SyntaxError):
+        return None
+    return tuple(values)
+
+
+def namespace_of(component: Any) -> dict[str, Any]:
+    """The globals of the module defining ``component`` (where its annotations' names live)."""
+    module = sys.modules.get(getattr(component, "__module__", ""), None)
+    return vars(module) if module is not None else {}
+
+FINITE = Range()  # the check of a float keyword declared without one
+
+
+def type_error(key: str, value: Any, types: tuple[type, ...] | None, default: Any = None) -> str | None:
+    """``key 'K' expects int, got str 'ten'`` when ``value`` is not one of ``types`` (None: any;
+    ``None`` passes where the default is None or ``types`` allow it)."""
+    if types is None or (value is None and (default is None or type(None) in types)):
+        return None
+    if isinstance(value, types) and not (isinstance(value, bool) and bool not in types):
+        return None
+    names = " or ".join(sorted({t.__name__ for t in types if t is not type(None)}))
+    return f"key '{key}' expects {names}, got {type(value).__name__} {value!r}"
+
+
+def keyword_problem(key: str, value: Any, annotation: Any, default: Any, namespace: dict[str, Any]) -> str | None:
+    """The one check of a component keyword's value, from its declaration: a ``Literal`` choice,
+    else its type (from the default or the annotation) and its declared range (``Annotated``;
+    a float without one must be finite). ``default``: None where the parameter has none.
+    Returns the message (``key 'K' expects ...``) or None. reid.config and Registry.check_kwargs
+    both call it."""
+    base, check = declared_check(annotation, namespace)
+    choices = literal_choices(base, namespace)
+    if choices is not None:
+        check = Choice(*choices)
+    else:
+        problem = type_error(key, value, expected_types(default, base), default)
+        if problem:
+            return problem
+        if check is None and isinstance(value, float):
+            check = FINITE
+    if value is None and default is None:
+        return None
+    return keyword_error(key, value, check, default)

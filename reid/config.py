@@ -13,20 +13,15 @@ is removed.
 """
 from __future__ import annotations
 
-import ast
 import copy
-import inspect
 import os
 import re
-import sys
-import typing
 from pathlib import Path
-from types import UnionType
 from typing import Any, Iterable
 
 import yaml
 
-from .checks import (
+from .checks import (  # noqa: F401 - Choice, Pattern, literal_choices: re-exported for tests and users
     DEVICE,
     Choice,
     Flag,
@@ -37,8 +32,12 @@ from .checks import (
     Strings,
     Text,
     Values,
-    declared_check,
+    expected_types,
     keyword_error,
+    keyword_problem,
+    literal_choices,
+    namespace_of,
+    type_error,
 )
 from .registry import BACKBONES, DATASETS, LOSSES, MODELS, ConfigError, Registry, closest, suggestion
 
@@ -250,9 +249,6 @@ VALUE_CHECKS: dict[str, Range | Choice | Items] = {
 
 #: Schema leaves checked by a function instead of an entry of VALUE_CHECKS (the key -> where).
 CHECKED_ELSEWHERE = {"reference.datasets": "_validate_reference (registered data set -> {rank1, mAP})"}
-
-#: The check of a component's float keyword declared without one.
-FINITE = Range()
 
 #: The checks of a loss entry's keys besides its constructor's keywords.
 LOSS_EXTRA_CHECKS = {"weight": Range(0)}
@@ -534,91 +530,11 @@ def _unknown(key: str, siblings: Iterable[str], where: str, what: str = "key") -
     return ConfigError(f"{where}: unknown {what} '{key}'{hint}")
 
 
-_TYPE_NAMES = {
-    "int": int, "float": float, "bool": bool, "str": str, "list": list, "tuple": list,
-    "dict": dict, "None": type(None), "Sequence": list,
-}
-
-
-def _expected_types(default: Any, annotation: Any) -> tuple[type, ...] | None:
-    """Accepted YAML types for a value, from its default or (simple) annotation; None = any."""
-    if default is not None and default is not inspect.Parameter.empty:
-        if isinstance(default, bool):
-            return (bool,)
-        if isinstance(default, int):
-            return (int,)
-        if isinstance(default, float):
-            return (float, int)
-        if isinstance(default, str):
-            return (str,)
-        if isinstance(default, (list, tuple)):
-            return (list,)
-        if isinstance(default, dict):
-            return (dict,)
-        return None
-    if isinstance(annotation, str):
-        types: list[type] = []
-        for part in annotation.split("|"):
-            base = part.strip().split("[", 1)[0].split(".")[-1]
-            if base not in _TYPE_NAMES:
-                return None
-            types.append(_TYPE_NAMES[base])
-        if float in types:
-            types.append(int)
-        return tuple(types)
-    if annotation in (int, float, bool, str, list, dict):
-        return (annotation, int) if annotation is float else (annotation,)
-    if typing.get_origin(annotation) in (list, dict):
-        return (typing.get_origin(annotation),)
-    if typing.get_origin(annotation) in (typing.Union, UnionType):
-        parts = [_expected_types(None, a) if a is not type(None) else (type(None),)
-                 for a in typing.get_args(annotation)]
-        return None if any(p is None for p in parts) else tuple(t for p in parts for t in p)
-    return None
-
-
-_LITERAL = re.compile(r"^\s*(?:typing\.)?Literal\[(.*)\]\s*$", re.S)
-
-
-def literal_choices(annotation: Any, namespace: dict[str, Any] | None = None) -> tuple[Any, ...] | None:
-    """The values of a ``Literal[...]`` annotation (a string under ``from __future__ import
-    annotations``, the typing object, or the name of a module-level alias such as ``Neck =
-    Literal["bnneck", "none"]`` looked up in ``namespace``), else None: a component keyword
-    annotated so is one of a fixed set of values, checked when the config loads."""
-    if typing.get_origin(annotation) is typing.Literal:
-        return typing.get_args(annotation)
-    if isinstance(annotation, str) and namespace is not None and annotation.strip().isidentifier():
-        alias = namespace.get(annotation.strip())
-        if typing.get_origin(alias) is typing.Literal:
-            return typing.get_args(alias)
-    match = _LITERAL.match(annotation) if isinstance(annotation, str) else None
-    if match is None:
-        return None
-    try:
-        values = ast.literal_eval(f"({match.group(1)},)")
-    except (ValueError, SyntaxError):
-        return None
-    return tuple(values)
-
-
-def _namespace(component: Any) -> dict[str, Any]:
-    """The globals of the module defining ``component`` (where its annotations' names live)."""
-    module = sys.modules.get(getattr(component, "__module__", ""), None)
-    return vars(module) if module is not None else {}
-
-
 def _check_type(key: str, value: Any, types: tuple[type, ...] | None, where: str,
                 default: Any = None) -> None:
-    if types is None:
-        return
-    if value is None and (default is None or type(None) in types):
-        return
-    ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
-    if not ok:
-        names = " or ".join(sorted({t.__name__ for t in types if t is not type(None)}))
-        raise ConfigError(
-            f"{where}: key '{key}' expects {names}, got {type(value).__name__} {value!r}"
-        )
+    message = type_error(key, value, types, default)
+    if message:
+        raise ConfigError(f"{where}: {message}")
 
 
 def _unknown_name(registry: Registry, name: str, at: str, where: str, noun: str | None = None) -> ConfigError:
@@ -651,7 +567,7 @@ def _validate_component(key: str, section: Any, registry: Registry, origin: dict
             continue
         sub = f"{key}.{k}"
         if k in extra:
-            _check_type(sub, v, _expected_types(extra[k], None), _source(origin, sub, fallback))
+            _check_type(sub, v, expected_types(extra[k], None), _source(origin, sub, fallback))
             message = keyword_error(sub, v, LOSS_EXTRA_CHECKS.get(k), extra[k])
             if message:
                 raise ConfigError(f"{_source(origin, sub, fallback)}: {message}")
@@ -666,20 +582,10 @@ def _validate_component(key: str, section: Any, registry: Registry, origin: dict
                 v = {**p.default, **v}
             out[k] = _validate_component(sub, v, NESTED_COMPONENTS[k], origin, fallback)
             continue
-        namespace = _namespace(registry.get(name))
-        annotation, check = declared_check(p.annotation, namespace)
-        choices = literal_choices(annotation, namespace)
         default = None if p.default is p.empty else p.default
-        if choices is not None:
-            check = Choice(*choices)
-        else:
-            _check_type(sub, v, _expected_types(p.default, annotation), _source(origin, sub, fallback), default)
-            if check is None and isinstance(v, float):
-                check = FINITE  # no float of any component may be inf or nan
-        if not (v is None and default is None):
-            message = keyword_error(sub, v, check, default)
-            if message:
-                raise ConfigError(f"{_source(origin, sub, fallback)}: {message}")
+        message = keyword_problem(sub, v, p.annotation, default, namespace_of(registry.get(name)))
+        if message:
+            raise ConfigError(f"{_source(origin, sub, fallback)}: {message}")
         out[k] = v
     for k, nested in NESTED_COMPONENTS.items():
         if k in out and isinstance(out[k], dict) and "name" in out[k] and not isinstance(
@@ -725,7 +631,7 @@ def _validate_section(key: str, user: dict, schema: dict, origin: dict[str, str]
                 raise ConfigError(f"{where}: '{sub}' must be a mapping, got {v!r}")
             out[k] = _validate_section(sub, v, schema[k], origin, fallback)
         else:
-            types = getattr(VALUE_CHECKS.get(sub), "types", None) or _expected_types(schema[k], None)
+            types = getattr(VALUE_CHECKS.get(sub), "types", None) or expected_types(schema[k], None)
             _check_type(sub, v, types, where, schema[k])
             out[k] = v
     if not key:

@@ -86,8 +86,8 @@ class Registry:
 
     def check_kwargs(self, name: str, kwargs: dict[str, Any], where: str = "") -> None:
         """Raise ConfigError for an unknown keyword, naming the closest valid one, or for a value
-        outside the range its signature declares (``Annotated[int, Range(1)]``, reid.checks)."""
-        from reid.checks import declared_check, keyword_error
+        its signature refuses (type, ``Literal`` choice, ``Annotated[int, Range(1)]``: reid.checks)."""
+        from reid.checks import keyword_problem
 
         params = self.parameters(name)
         prefix = f"{where}: " if where else ""
@@ -100,9 +100,7 @@ class Registry:
                     f"{suggestion(key, params)}"
                 )
             default = None if params[key].default is params[key].empty else params[key].default
-            if value is None and default is None:
-                continue
-            message = keyword_error(key, value, declared_check(params[key].annotation, namespace)[1], default)
+            message = keyword_problem(key, value, params[key].annotation, default, namespace)
             if message:
                 raise ConfigError(f"{prefix}{message}")
 
