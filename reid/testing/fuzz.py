@@ -32,7 +32,6 @@ import traceback
 from pathlib import Path
 from typing import Any, Iterator
 
-ROOT = Path(__file__).resolve().parents[2]
 TOOLS = ("train.py", "test.py", "search.py", "extract.py", "export.py", "dataset_stats.py", "visualize.py")
 TIME_BOUND_S = 5.0
 PASSES = ("clear", "accepted")
@@ -179,6 +178,13 @@ def _capturing() -> Iterator[None]:
 _PARSERS: dict[str, argparse.ArgumentParser] = {}
 
 
+def _root() -> Path:
+    """The checkout whose ``reid`` is imported (its tools/ are fuzzed)."""
+    import reid
+
+    return Path(reid.__file__).resolve().parents[1]
+
+
 def tool_parser(tool: str) -> argparse.ArgumentParser:
     """The argument parser ``tools/<tool>`` builds (its ``main`` run until it parses)."""
     if tool not in _PARSERS:
@@ -186,7 +192,7 @@ def tool_parser(tool: str) -> argparse.ArgumentParser:
         sys.argv = [tool]
         try:
             with _capturing():
-                runpy.run_path(str(ROOT / "tools" / tool), run_name="__main__")
+                runpy.run_path(str(_root() / "tools" / tool), run_name="__main__")
         except _Captured as captured:
             _PARSERS[tool] = captured.parser
         finally:
@@ -372,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="dump or replay the input-fuzzer cases")
     parser.add_argument("mode", choices=("dump", "replay", "run"))
     parser.add_argument("file", nargs="?", help="dump: where to write the cases; replay: the cases to run")
+    parser.add_argument("--outcomes", help="replay: write the outcome of each case (JSON list) here")
     args = parser.parse_args(argv)
     if args.mode == "dump":
         Path(args.file).write_text(json.dumps(all_cases()))
@@ -379,6 +386,8 @@ def main(argv: list[str] | None = None) -> int:
     cases = json.loads(Path(args.file).read_text()) if args.mode == "replay" else all_cases()
     results = [run_case(c, judge=args.mode == "run") for c in cases]
     outcomes = [r[0] for r in results]
+    if args.outcomes:
+        Path(args.outcomes).write_text(json.dumps(results))
     for group, row in counts(cases, outcomes).items():
         print(f"{group:28s} " + ", ".join(f"{k} {v}" for k, v in sorted(row.items())))
     for case, (outcome, detail) in zip(cases, results):
