@@ -229,7 +229,7 @@ def test_yaml_that_lies_is_refused_in_one_line(tmp_path, text, message):
 def test_non_utf8_config_and_duplicate_override_keys(tmp_path):
     path = tmp_path / "latin1.yaml"
     path.write_bytes("seed: 1  # caf\u00e9\n".encode("latin-1"))
-    with pytest.raises(ConfigError, match=rf"^{path}: not UTF-8 text \(byte 0xe9 at offset 13\)"):
+    with pytest.raises(ConfigError, match=rf"^{path}: not UTF-8 text \(byte 0xe9 at offset 14\)"):
         load_config(path)
     with pytest.raises(ConfigError, match=r"^command line: override 'train': duplicate key 'epochs'"):
         load_config(None, ["train={epochs: 3, epochs: 4}"])
