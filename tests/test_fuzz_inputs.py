@@ -6,6 +6,7 @@ A fixed-seed sample keeps this tier fast; ``python reid/testing/fuzz.py run`` ru
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from reid.checks import Range
 from reid.config import CHECKED_ELSEWHERE, DEFAULTS, VALUE_CHECKS
@@ -72,3 +73,14 @@ def test_tool_arguments_are_checked_by_argparse():
     outcome, line = fuzz.run_case(case)
     assert outcome == "clear" and line.endswith("error: argument --topk: expected an integer >= 1, got 0")
     assert parser.parse_args(case["args"][:-1] + ["3"]).topk == 3
+
+
+def test_docs_list_every_declared_range():
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "checks.md").read_text()
+    assert [row for row in fuzz.declared_table() if row not in doc] == []
+
+    def listed(key: str) -> bool:  # the key or a dotted tail of it in backquotes (rows group siblings)
+        parts = key.split(".")
+        return any(f"`{'.'.join(parts[i:])}`" in doc for i in range(len(parts)))
+
+    assert [k for k in VALUE_CHECKS if not listed(k)] == []

@@ -109,14 +109,28 @@ def _component_keywords() -> Iterator[tuple[str, str, str, Any, Any, Any]]:
     from reid.registry import BACKBONES, DATASETS, HEADS, LAYERS, LOSSES, MODELS, POOLINGS
 
     config._import_components()
-    set_by_network = {"num_classes", "in_dim", "channels", "height", "width", "backbone", "branches"}
+    set_by_network = {MODELS: {"num_classes", "backbone", "branches"}, HEADS: {"in_dim", "num_classes"},
+                      LAYERS: {"channels", "height", "width"}}  # (backbone, branches: nested, fuzzed apart)
     for registry in (DATASETS, MODELS, LOSSES, BACKBONES, HEADS, POOLINGS, LAYERS):
         for name in registry.names():
             namespace = namespace_of(registry.get(name))
             for key, p in registry.parameters(name).items():
-                if key in set_by_network and not (registry is LOSSES and key == "num_classes"):
+                if key in set_by_network.get(registry, ()):
                     continue
                 yield registry.kind, name, key, p.annotation, (None if p.default is p.empty else p.default), namespace
+
+
+def declared_table() -> list[str]:
+    """The rows of docs/checks.md's table of component keyword ranges, from the signatures."""
+    from reid.checks import declared_check
+
+    rows: dict[tuple[str, str, str], list[str]] = {}
+    for kind, name, key, annotation, default, namespace in _component_keywords():
+        check = declared_check(annotation, namespace)[1]
+        if check is not None:
+            rows.setdefault((kind, key, check.expects(default)), []).append(name)
+    return [f"| {kind} | {', '.join(f'`{n}`' for n in names)} | `{key}` | {expects} |"
+            for (kind, key, expects), names in rows.items()]
 
 
 def _component_args(kind: str, name: str, key: str, value: str) -> tuple[list[str], str]:

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reid.checks import Dim, Range
+from reid.checks import Dim, Nullable, Range
 from reid.models.layers.common import check_feature_map, conv_bn
 from reid.registry import LAYERS
 
@@ -54,8 +54,8 @@ class MaskGuidedAttention(nn.Module):
     (whole body) or 3 (whole, upper, lower); ``reduction`` is s, ``se_reduction`` the SE r.
     """
 
-    def __init__(self, channels: int, target_channels: Annotated[int | None, Range(1)] = None, num_maps: Dim = 1,
-                 reduction: Dim = 16, se_reduction: Dim = 16):
+    def __init__(self, channels: int, target_channels: Annotated[int | None, Nullable(Range(1))] = None,
+                 num_maps: Dim = 1, reduction: Dim = 16, se_reduction: Dim = 16):
         super().__init__()
         self.channels = channels
         self.target_channels = target_channels or channels
