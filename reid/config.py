@@ -471,6 +471,7 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
 def load_config(path: str | os.PathLike | None = None, overrides: Iterable[str] = ()) -> Config:
     """Load ``path`` (with its bases), apply ``KEY=VALUE`` overrides, validate, fill defaults."""
     _import_components()
+    _check_declarations()
     origin: dict[str, str] = {}
     user: dict[str, Any] = {}
     if path is not None:
@@ -486,6 +487,31 @@ def save_config(cfg: dict[str, Any], path: str | os.PathLike) -> None:
 
     data = cfg.to_dict() if isinstance(cfg, Config) else cfg
     atomic_write_text(path, yaml.safe_dump(data, sort_keys=False, default_flow_style=None))
+
+
+def schema_leaves(schema: dict[str, Any] = DEFAULTS, prefix: str = "") -> list[str]:
+    """The dotted keys of the schema's values (component sections excepted: their signatures)."""
+    out: list[str] = []
+    for key, value in schema.items():
+        if not prefix and (key in COMPONENT_SECTIONS or key == "losses"):
+            continue
+        if isinstance(value, dict) and value:
+            out += schema_leaves(value, f"{prefix}{key}.")
+        else:
+            out.append(prefix + key)
+    return out
+
+
+_DECLARED: list[bool] = []
+
+
+def _check_declarations() -> None:
+    """Refuse to load any config while a schema key has no declared check (a bug of reid)."""
+    if not _DECLARED:
+        missing = [k for k in schema_leaves() if k not in VALUE_CHECKS and k not in CHECKED_ELSEWHERE]
+        if missing:
+            raise RuntimeError(f"reid.config: schema keys without a check in VALUE_CHECKS: {', '.join(missing)}")
+        _DECLARED.append(True)
 
 
 def _import_components() -> None:

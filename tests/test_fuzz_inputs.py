@@ -8,30 +8,26 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
+import reid.config as config
 from reid.checks import Range
-from reid.config import CHECKED_ELSEWHERE, DEFAULTS, VALUE_CHECKS
+from reid.config import CHECKED_ELSEWHERE, VALUE_CHECKS, schema_leaves
 from reid.testing import fuzz
 
 SAMPLE = 600
 SEED = 23
 
 
-def _leaves(schema: dict, prefix: str = "") -> list[str]:
-    out = []
-    for key, value in schema.items():
-        if prefix == "" and key in ("dataset", "model", "losses"):
-            continue  # component sections: checked from the components' signatures
-        if isinstance(value, dict) and value:
-            out += _leaves(value, f"{prefix}{key}.")
-        else:
-            out.append(prefix + key)
-    return out
-
-
-def test_every_schema_key_declares_a_check():
-    missing = [k for k in _leaves(DEFAULTS) if k not in VALUE_CHECKS and k not in CHECKED_ELSEWHERE]
-    assert missing == []
-    assert all(k in _leaves(DEFAULTS) for k in VALUE_CHECKS)  # no check of a key that does not exist
+def test_every_schema_key_declares_a_check(monkeypatch):
+    leaves = schema_leaves()
+    assert [k for k in leaves if k not in VALUE_CHECKS and k not in CHECKED_ELSEWHERE] == []
+    assert [k for k in VALUE_CHECKS if k not in leaves] == []  # no check of a key that does not exist
+    assert "train.epochs" in leaves and "reference.datasets" in leaves and "model.name" not in leaves
+    monkeypatch.delitem(VALUE_CHECKS, "train.compile")  # a key without a check: no config loads
+    monkeypatch.setattr(config, "_DECLARED", [])
+    with pytest.raises(RuntimeError, match="schema keys without a check in VALUE_CHECKS: train.compile"):
+        config.load_config(None, [])
 
 
 def test_wrong_inputs_give_one_named_error_or_a_valid_value(capsys):

@@ -273,7 +273,11 @@ def _time_bound(seconds: float) -> Iterator[None]:
     def alarm(signum: int, frame: Any) -> None:
         raise _Timeout()
 
-    previous = signal.signal(signal.SIGALRM, alarm)
+    try:
+        previous = signal.signal(signal.SIGALRM, alarm)
+    except (ValueError, AttributeError):  # not the main thread, or no SIGALRM: no bound
+        yield
+        return
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
         yield
