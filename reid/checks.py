@@ -206,7 +206,7 @@ Rate = Annotated[float, Range(0, 1, hi_open=True)]  # a dropout rate or label-sm
 Fraction = Annotated[float, Range(0, 1, lo_open=True)]  # a share of a side in (0, 1]
 NonNegative = Annotated[float, Range(0)]  # a margin, a weight, a slope
 Positive = Annotated[float, Range(0, lo_open=True)]  # an epsilon, a GeM power
-Size = Annotated[list | None, Nullable(Items(2, int, Range(1), example="[384, 128] (height, width)"))]
+Size = Annotated[list | None, Nullable(Items(2, int, Range(1), example="[384, 128] as [height, width]"))]
 Labels = Annotated[list, Items(None, int, Range(0))]
 #: A torch device (the config's ``device`` and the tools' ``--device``).
 DEVICE = Pattern(r"auto|cpu|cuda(:[0-9]+)?", "auto", "cpu", "cuda", "cuda:0",
