@@ -15,7 +15,7 @@ from reid.checks import Range
 from reid.config import CHECKED_ELSEWHERE, VALUE_CHECKS, schema_leaves
 from reid.testing import fuzz
 
-SAMPLE = 600
+SAMPLE = 1000
 SEED = 23
 
 
