@@ -85,15 +85,24 @@ class Registry:
         }
 
     def check_kwargs(self, name: str, kwargs: dict[str, Any], where: str = "") -> None:
-        """Raise ConfigError for an unknown keyword, naming the closest valid one."""
+        """Raise ConfigError for an unknown keyword, naming the closest valid one, or for a value
+        its signature refuses (type, ``Literal`` choice, ``Annotated[int, Range(1)]``: reid.checks)."""
+        from reid.checks import keyword_problem
+
         params = self.parameters(name)
         prefix = f"{where}: " if where else ""
-        for key in kwargs:
+        module = inspect.getmodule(self.get(name))
+        namespace = vars(module) if module is not None else {}
+        for key, value in kwargs.items():
             if key not in params:
                 raise ConfigError(
                     f"{prefix}unknown key '{key}' for {self.kind} '{name}'"
                     f"{suggestion(key, params)}"
                 )
+            default = None if params[key].default is params[key].empty else params[key].default
+            message = keyword_problem(key, value, params[key].annotation, default, namespace)
+            if message:
+                raise ConfigError(f"{prefix}{message}")
 
     def build(self, name: str, *args: Any, where: str = "", **kwargs: Any) -> Any:
         """Check ``kwargs`` against the signature of ``name`` and call it."""

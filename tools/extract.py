@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from reid.cli import config_parser, run  # noqa: E402
+from reid.cli import config_parser, device, positive_int, run  # noqa: E402
 
 SPLITS = ("query", "gallery", "train")
 #: Unreadable files printed by name; the rest are counted.
@@ -32,9 +32,10 @@ def main() -> int:
     source.add_argument("--images", metavar="DIR", help="a folder of images (searched recursively)")
     source.add_argument("--split", choices=SPLITS, help="a split of the configured data set")
     parser.add_argument("--out", required=True, metavar="FILE.npz", help="the features file to write")
-    parser.add_argument("--batch-size", type=int, default=None,
+    parser.add_argument("--batch-size", type=positive_int, default=None,
                         help="images per forward pass (default: test.batch_size)")
-    parser.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: the config's device)")
+    parser.add_argument("--device", type=device, default=None,
+                        help="cpu | cuda | cuda:N (default: the config's device)")
     parser.add_argument("--raw", action="store_true", help="features as the network outputs them, not L2-normalised")
     args = parser.parse_args()
 

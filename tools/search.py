@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from reid.cli import config_parser, run  # noqa: E402
+from reid.cli import config_parser, device, positive_int, run  # noqa: E402
 
 
 def main() -> int:
@@ -31,10 +31,11 @@ def main() -> int:
     parser.add_argument("--query", required=True, nargs="+", metavar="IMG", help="query image files")
     parser.add_argument("--gallery", required=True, metavar="DIR|FILE.npz",
                         help="a folder of images or a features file written by tools/extract.py")
-    parser.add_argument("--topk", type=int, default=10, help="matches per query (default 10)")
+    parser.add_argument("--topk", type=positive_int, default=10, help="matches per query (default 10)")
     parser.add_argument("--out", default="search_results", metavar="DIR", help="where search.csv and search.png go")
-    parser.add_argument("--chunk-size", type=int, default=None, help="gallery rows per search step")
-    parser.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: the config's device)")
+    parser.add_argument("--chunk-size", type=positive_int, default=None, help="gallery rows per search step")
+    parser.add_argument("--device", type=device, default=None,
+                        help="cpu | cuda | cuda:N (default: the config's device)")
     args = parser.parse_args()
 
     from reid.atomic_io import atomic_write_text, check_apart

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from reid.cli import config_parser, run  # noqa: E402
+from reid.cli import config_parser, nonneg_int, run  # noqa: E402
 
 
 def default_output_dir(checkpoint: Path) -> Path:
@@ -37,7 +37,7 @@ def main() -> int:
     parser.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking (Zhong et al.)")
     parser.add_argument("--aqe", action="store_true", help="alpha query expansion")
     parser.add_argument("--output-dir", help="where to write test_metrics.json and per-query results")
-    parser.add_argument("--save-ranks", type=int, default=0, metavar="N",
+    parser.add_argument("--save-ranks", type=nonneg_int, default=0, metavar="N",
                         help="also save ranked_lists.png: top-10 gallery images of N queries")
     args = parser.parse_args()
     overrides = list(args.overrides)

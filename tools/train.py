@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from reid.cli import config_parser, run  # noqa: E402
+from reid.cli import config_parser, nonneg_int, run  # noqa: E402
 
 
 def main() -> int:
@@ -21,7 +21,7 @@ def main() -> int:
     parser.add_argument("--summary", action="store_true",
                         help="print the model, its parameter counts, the batches per epoch and iterations of the run "
                              "and the time of one training step, then exit")
-    parser.add_argument("--summary-steps", type=int, default=2, metavar="N",
+    parser.add_argument("--summary-steps", type=nonneg_int, default=2, metavar="N",
                         help="training steps timed by --summary (mean after one warm-up step; 0: no timing)")
     parser.add_argument("--output-dir", help="output folder (same as output_dir=...)")
     parser.add_argument("--overwrite", action="store_true",

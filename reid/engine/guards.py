@@ -14,7 +14,6 @@ import torch
 
 from reid.atomic_io import PathError, make_folder, os_errors
 from reid.evaluation.finite import NonFiniteError
-from reid.registry import UserError
 
 from .checkpoint import CheckpointError
 from .run_lock import LOCK_NAME

@@ -20,6 +20,7 @@ from typing import Literal, get_args
 
 import numpy as np
 
+from reid.checks import Count
 from reid.registry import DATASETS, suggestion
 
 from .base import DatasetError, ReidDataset, Sample, relabel
@@ -195,13 +196,13 @@ def load_cuhk03(kind: str, root: str, source: str, classic: bool, split_id: int)
 
 @DATASETS.register("cuhk03_labeled")
 def cuhk03_labeled(root: str = "datasets", source: Source = "auto", classic: bool = False,
-                   split_id: int = 0) -> ReidDataset:
+                   split_id: Count = 0) -> ReidDataset:
     """CUHK03 labeled boxes; ``source``: ``auto`` (CUHK03-NP if present), ``np`` or ``mat``."""
     return load_cuhk03("labeled", root, source, classic, split_id)
 
 
 @DATASETS.register("cuhk03_detected")
 def cuhk03_detected(root: str = "datasets", source: Source = "auto", classic: bool = False,
-                    split_id: int = 0) -> ReidDataset:
+                    split_id: Count = 0) -> ReidDataset:
     """CUHK03 detected boxes; ``source``: ``auto`` (CUHK03-NP if present), ``np`` or ``mat``."""
     return load_cuhk03("detected", root, source, classic, split_id)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from reid.checks import Dim, Seed
 from reid.data.protocols import HANDS
 from reid.registry import DATASETS
 
@@ -45,7 +46,7 @@ def read_hd_folder(folder: Path) -> list[Sample]:
 
 
 @DATASETS.register("hd")
-def hd(root: str = "datasets", seed: int = 0, num_draws: int = HANDS.draws) -> ReidDataset:
+def hd(root: str = "datasets", seed: Seed = 0, num_draws: Dim = HANDS.draws) -> ReidDataset:
     """HD: 251 / 2,407 train, 1,992 query, 1,593 gallery (464 ids) on the real data."""
     base = find_dir(root, ("HD/Original Images", "HD", ""), "HD", HINT)
     if not (base / MAIN).is_dir() and (base / "Original Images").is_dir():

@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from reid.atomic_io import make_folder, os_errors
+from reid.checks import Count, Dim, Prob, Seed
 from reid.registry import DATASETS
 
 from ..persons import GENERATOR_VERSION, generate_market
@@ -24,17 +25,17 @@ from .market import MARKET_DIR, market_layout_hint, read_market_layout
 @DATASETS.register("synthetic")
 def synthetic(
     root: str = ".cache/reid/datasets",
-    num_ids: int = 120,
-    num_test_ids: int = 100,
-    images_per_id: int = 16,
-    cameras: int = 6,
-    height: int = 128,
-    width: int = 64,
-    seed: int = 0,
-    distractors: int = 0,
-    junk: int = 0,
-    query_per_id: int = 2,
-    occlusion_prob: float = 0.3,
+    num_ids: Dim = 120,
+    num_test_ids: Dim = 100,
+    images_per_id: Dim = 16,
+    cameras: Dim = 6,
+    height: Dim = 128,
+    width: Dim = 64,
+    seed: Seed = 0,
+    distractors: Count = 0,
+    junk: Count = 0,
+    query_per_id: Dim = 2,
+    occlusion_prob: Prob = 0.3,
     masks: bool = True,
 ) -> ReidDataset:
     """Synthetic Market-format set: ``num_ids`` training and ``num_test_ids`` test identities.

@@ -177,3 +177,12 @@ class Backbone(nn.Module):
         for name in self.stage_names:
             x = self.stage(name)(x)
         return x
+
+
+#: Every registered backbone (ResNet, MobileNetV2) halves its input 4 times before its last stage.
+STRIDE_BEFORE_LAST_STAGE = 16
+
+
+def output_stride(last_stride: int) -> int:
+    """Input pixels per cell of a backbone's last map when its last stage has ``last_stride``."""
+    return STRIDE_BEFORE_LAST_STAGE * last_stride

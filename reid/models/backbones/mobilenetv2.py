@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from reid.checks import Stride
 from reid.models.backbones.base import Backbone, ShapeSpec, WeightsError, set_stage_stride
 from reid.registry import BACKBONES
 
@@ -173,7 +174,7 @@ def load_imagenet(model: MobileNetV2, weights: str | None) -> None:
 
 
 @BACKBONES.register("mobilenetv2")
-def mobilenetv2(pretrained: bool = False, weights: str | None = None, last_stride: int = 2) -> MobileNetV2:
+def mobilenetv2(pretrained: bool = False, weights: str | None = None, last_stride: Stride = 2) -> MobileNetV2:
     """MobileNetV2 backbone; ``pretrained`` loads ImageNet weights from ``weights`` or the default path."""
     model = MobileNetV2(last_stride=last_stride)
     if pretrained or weights:

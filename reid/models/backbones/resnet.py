@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from reid.checks import Stride
 from reid.models.backbones.base import Backbone, ShapeSpec, WeightsError, set_stage_stride
 from reid.registry import BACKBONES, suggestion
 
@@ -266,18 +267,18 @@ def _build(arch: str, block, layers: list[int], pretrained: bool, weights: str |
 
 
 @BACKBONES.register("resnet18")
-def resnet18(pretrained: bool = False, weights: str | None = None, last_stride: int = 2) -> ResNet:
+def resnet18(pretrained: bool = False, weights: str | None = None, last_stride: Stride = 2) -> ResNet:
     """ResNet-18 backbone (512-D layer4)."""
     return _build("resnet18", BasicBlock, [2, 2, 2, 2], pretrained, weights, last_stride)
 
 
 @BACKBONES.register("resnet34")
-def resnet34(pretrained: bool = False, weights: str | None = None, last_stride: int = 2) -> ResNet:
+def resnet34(pretrained: bool = False, weights: str | None = None, last_stride: Stride = 2) -> ResNet:
     """ResNet-34 backbone (512-D layer4)."""
     return _build("resnet34", BasicBlock, [3, 4, 6, 3], pretrained, weights, last_stride)
 
 
 @BACKBONES.register("resnet50")
-def resnet50(pretrained: bool = False, weights: str | None = None, last_stride: int = 2) -> ResNet:
+def resnet50(pretrained: bool = False, weights: str | None = None, last_stride: Stride = 2) -> ResNet:
     """ResNet-50 backbone (2048-D layer4)."""
     return _build("resnet50", Bottleneck, [3, 4, 6, 3], pretrained, weights, last_stride)
