@@ -18,7 +18,7 @@ import typing
 from types import UnionType
 from typing import Annotated, Any
 
-from .registry import closest
+from .suggest import closest
 
 __all__ = ["Range", "Choice", "Pattern", "Items", "Values", "Flag", "Strings", "Nullable", "Text",
            "Dim", "Count", "Seed", "Stride", "Prob", "Rate", "Fraction", "NonNegative", "Positive", "Size",

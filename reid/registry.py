@@ -6,12 +6,13 @@ mistyped key is an error that suggests the right one) and calls it.
 """
 from __future__ import annotations
 
-import difflib
 import importlib
 import inspect
 import pkgutil
 from types import ModuleType
 from typing import Any, Callable, Iterable
+
+from .suggest import closest, suggestion  # noqa: F401  (re-exported: the names' old home)
 
 
 class UserError(Exception):
@@ -20,21 +21,6 @@ class UserError(Exception):
 
 class ConfigError(UserError, ValueError):
     """A user error in a configuration: unknown key, wrong type, unknown component name."""
-
-
-def closest(name: str, candidates: Iterable[str]) -> str | None:
-    """The candidate closest to ``name`` (difflib ratio >= 0.5), or None."""
-    matches = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.5)
-    return matches[0] if matches else None
-
-
-def suggestion(name: str, candidates: Iterable[str]) -> str:
-    """Return ``"; did you mean 'x'?"`` or a list of the valid names."""
-    candidates = sorted(candidates)
-    best = closest(name, candidates)
-    if best is not None:
-        return f"; did you mean '{best}'?"
-    return f"; valid: {', '.join(candidates)}" if candidates else ""
 
 
 class Registry:

@@ -17,7 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1] / "reid"
 #: Layer of each top-level part of ``reid`` (a module may import its own layer or a lower one).
 LAYERS = {
-    "registry": 0, "atomic_io": 0, "checks": 0, "cli": 0,
+    "registry": 0, "suggest": 0, "atomic_io": 0, "checks": 0, "cli": 0,
     "data": 1, "models": 1, "losses": 1, "evaluation": 1,
     "config": 2,
     "engine": 3,
