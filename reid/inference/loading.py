@@ -64,6 +64,9 @@ def checkpoint_config(state: Mapping[str, Any], checkpoint: str | os.PathLike, c
     if config is not None:
         return load_config(config, overrides)
     stored = state.get("config")
+    if stored is not None and not isinstance(stored, dict):
+        raise CheckpointError(f"{checkpoint}: its stored config is a {type(stored).__name__}, not a mapping; "
+                              "name the config it was trained with: --config CFG")
     if not isinstance(stored, dict):
         raise CheckpointError(f"{checkpoint}: holds no config (written before checkpoints carried one); "
                               "name the config it was trained with: --config CFG")

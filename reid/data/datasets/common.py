@@ -25,19 +25,19 @@ def find_dir(root: str | Path, candidates: Sequence[str], what: str, hint: str) 
     """The first ``root/candidate`` that is a folder, else a DatasetError listing what was tried."""
     root = Path(root).expanduser()
     if not root.is_dir():
-        raise DatasetError(f"{what}: data root not found: {root}\n{hint}")
+        raise DatasetError(f"{what}: data root not found: {root}; {hint}")
     for cand in candidates:
         path = root / cand if cand else root
         if path.is_dir():
             return path
     tried = ", ".join(str(root / c) if c else str(root) for c in candidates)
-    raise DatasetError(f"{what}: expected folder not found under {root} (tried {tried})\n{hint}")
+    raise DatasetError(f"{what}: expected folder not found under {root} (tried {tried}); {hint}")
 
 
 def require_file(path: Path, what: str, hint: str) -> Path:
     """Return ``path`` if it is a file, else raise a DatasetError naming it."""
     if not path.is_file():
-        raise DatasetError(f"{what}: file not found: {path}\n{hint}")
+        raise DatasetError(f"{what}: file not found: {path}; {hint}")
     return path
 
 

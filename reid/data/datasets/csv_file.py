@@ -29,7 +29,7 @@ def _locate(root: str) -> Path:
     if path.is_dir():
         path = path / DEFAULT_FILE
     if not path.is_file():
-        raise DatasetError(f"csv: file not found: {path}\n{HINT}")
+        raise DatasetError(f"csv: file not found: {path}; {HINT}")
     return path
 
 

@@ -51,10 +51,10 @@ def read_hand_info(folder: Path) -> dict[str, list[Sample]]:
     """Samples per aspect from ``HandInfo.csv`` (accessories dropped), camera 0, original ids."""
     csv_path = folder / "HandInfo.csv"
     if not csv_path.is_file():
-        raise DatasetError(f"11k Hands: file not found: {csv_path}\n{HINT}")
+        raise DatasetError(f"11k Hands: file not found: {csv_path}; {HINT}")
     images = folder / "Hands"
     if not images.is_dir():
-        raise DatasetError(f"11k Hands: folder not found: {images}\n{HINT}")
+        raise DatasetError(f"11k Hands: folder not found: {images}; {HINT}")
     index = FileIndex()
     out: dict[str, list[Sample]] = {a: [] for a in ASPECTS}
     with open(csv_path, newline="", encoding="utf-8-sig") as f:
