@@ -45,6 +45,7 @@ def worker(args) -> int:
     from reid.config import load_config
     from reid.engine import Trainer
     from reid.engine.distributed import init_distributed, world_info
+    from reid.engine.gather import GlobalBatchNorm
 
     cfg = load_config(ROOT / "configs" / "bot" / "market1501.yaml", overrides(args))
     rank, world = init_distributed(cfg.device)
@@ -54,7 +55,11 @@ def worker(args) -> int:
     trainer = Trainer(cfg, rank=rank, world_size=world)
     record = {"backend": dist.get_backend() if dist.is_initialized() else "none", "world_size": world,
               "distributed": trainer.distributed, "ddp": trainer.ddp is not None, "gather": trainer.gather,
-              "sync_bn_layers": sum(isinstance(m, torch.nn.SyncBatchNorm) for m in trainer.model.modules()),
+              # torch's SyncBatchNorm on CUDA, reid's GlobalBatchNorm elsewhere (reid.engine.gather)
+              "sync_bn_layers": sum(isinstance(m, (torch.nn.SyncBatchNorm, GlobalBatchNorm))
+                                    for m in trainer.model.modules()),
+              "sync_bn_kind": sorted({type(m).__name__ for m in trainer.model.modules()
+                                      if isinstance(m, (torch.nn.SyncBatchNorm, GlobalBatchNorm))}),
               "device": str(trainer.device), "batch": int(cfg.sampler.num_ids) * int(cfg.sampler.num_instances),
               "size": list(cfg.input.size), "amp": str(trainer.amp).replace("torch.", "") if trainer.amp else "off"}
     summary = trainer.fit()
@@ -91,7 +96,8 @@ def launcher(args) -> int:
              "| --- | ---: | --- | --- | --- | ---: | --- | ---: | --- | ---: | ---: | ---: | ---: |",
              f"| {r['backend']} | {r['world_size']} | {r['device']} | {r['amp']} | "
              f"{r['size'][0]}x{r['size'][1]} x {r['batch']} | {r['iterations']} | {r['ddp']} | {r['sync_bn_layers']} "
-             f"| {r['gather']} | {100 * f['rank1']:.1f} | {100 * f['mAP']:.1f} | {r['wall_s']:.1f} | {wall:.1f} |"]
+             f"({', '.join(r['sync_bn_kind'])}) | {r['gather']} | {100 * f['rank1']:.1f} | {100 * f['mAP']:.1f} | "
+             f"{r['wall_s']:.1f} | {wall:.1f} |"]
     missing = [k for k, ok in checks.items() if not ok]
     if missing:
         table.append(f"\nnot exercised: {', '.join(missing)}")

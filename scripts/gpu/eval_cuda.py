@@ -105,7 +105,7 @@ def main() -> int:
     bad = False
     for i, (problem, (qp, qc, gp, gc)) in enumerate(problems.items()):
         qf, gf = features(qp, args.dim, 2 * i), features(gp, args.dim, 2 * i + 1)
-        run(qf[:8], gf[:64], (qp[:8], gp[:64], qc[:8], gc[:64]), dev)  # warm-up: CUDA context, kernels
+        run(qf[:8], gf, (qp[:8], gp, qc[:8], gc), dev)  # warm-up: CUDA context, kernels
         full, dev_s, peak = run(qf, gf, (qp, gp, qc, gc), dev)
         n = min(args.cpu_queries, len(qp))
         ref, cpu_s, _ = run(qf[:n], gf, (qp[:n], gp, qc[:n], gc), cpu)
