@@ -16,10 +16,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def load_check():
-    spec = importlib.util.spec_from_file_location("gpu_check_driver", ROOT / "scripts" / "gpu" / "check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """scripts/gpu/check.py as a module (registered first: its dataclass looks itself up)."""
+    if "gpu_check_driver" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("gpu_check_driver", ROOT / "scripts" / "gpu" / "check.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+    return sys.modules["gpu_check_driver"]
 
 
 def test_a_failing_or_timed_out_part_does_not_stop_the_others(tmp_path, monkeypatch):
