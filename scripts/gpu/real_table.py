@@ -3,7 +3,7 @@
 on the real Market-1501 mini set at 256x128, through ``scripts/bench_accuracy.py``; with ``--peer``,
 torchreid's side of the same BoT-MobileNetV2 run.
 
-    python scripts/gpu/real_table.py --out-dir DIR [--data-root ROOT] [--family-epochs 2]
+    python scripts/gpu/real_table.py --out-dir DIR [--data-root ROOT] [--family-epochs 1]
         [--cache-dir C] [--md accuracy.md] [--peer] [--dry-run]
 
 Configs written to ``DIR/configs/`` (each names its base by absolute path):
@@ -98,7 +98,7 @@ def main() -> int:
     ap.add_argument("--out-dir", required=True, help="configs/ and runs/ go here")
     ap.add_argument("--data-root", help="folder holding Market-1501-v15.09.15/ of the mini set")
     ap.add_argument("--cache-dir", default=".cache/reid")
-    ap.add_argument("--family-epochs", type=int, default=2, help="epochs of every family but BoT")
+    ap.add_argument("--family-epochs", type=int, default=1, help="epochs of every family but BoT")
     ap.add_argument("--md", default="accuracy.md", help="the table (bench_accuracy's --out)")
     ap.add_argument("--peer", action="store_true", help="torchreid's side of the BoT-MobileNetV2 run")
     ap.add_argument("--peer-workers", type=int, default=8)

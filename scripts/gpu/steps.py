@@ -167,34 +167,35 @@ def main() -> int:
         if args.md:
             Path(args.md).write_text("\n".join(head + rows) + "\n")
 
-    for net in models:
-        pred: dict[str, int | None] = {}
-        modes = [m for m in args.modes if m != "compile" or net == "laganet"]
-        for mode in modes:
-            try:
-                cfg = config(net, mode, args)
-                h, w = cfg.input.size
-                r = measure(cfg, args.steps, args.warmup, evaluate=mode != "compile")
-                key = "fp32" if mode == "fp32" else "bf16"
-                if not args.no_predict and key not in pred:
-                    # compile's prediction: eager bf16 at the compile row's size
-                    pred[key] = predicted(cfg if mode == "compile" else config(net, key, args))
-                p = pred.get(key)
-                peak = f"{r['peak'] / GIB:.2f}" if r["peak"] is not None else "-"
-                ratio = f"{r['peak'] / p:.2f}" if r["peak"] is not None and p else "-"
-                ev = f"{r['eval_img_s']:.0f} ({r['eval_bs']})" if "eval_img_s" in r else "-"
-                pred_s = f"{p / GIB:.2f}" if p else "-"
-                rows.append(f"| {net} | {mode} | {h}x{w} x {r['batch']} | {r['img_s']:.0f} | {r['step']:.1f} | "
-                            f"{r['fwd']:.1f} | {r['bwd']:.1f} | {r['opt']:.1f} | {r['warm_s']:.1f} | {ev} | {peak} | "
-                            f"{pred_s} | {ratio} |")
-            except Exception as exc:  # one failing row (OOM, compile error) must not stop the others
-                failed += 1
-                traceback.print_exc()
-                rows.append(f"| {net} | {mode} | - | failed: {type(exc).__name__}: {str(exc)[:120]} "
-                            "| | | | | | | | | |")
-                fresh(device)
-            print(rows[-1], flush=True)
-            write()
+    # compile last: its warm-up (compiling) is the longest, and a limit that cuts it keeps every other row
+    jobs = [(net, mode) for net in models for mode in args.modes if mode != "compile"]
+    jobs += [("laganet", "compile")] if "compile" in args.modes and "laganet" in models else []
+    preds: dict[tuple[str, str], int | None] = {}
+    for net, mode in jobs:
+        try:
+            cfg = config(net, mode, args)
+            h, w = cfg.input.size
+            r = measure(cfg, args.steps, args.warmup, evaluate=mode != "compile")
+            key = (net, "fp32" if mode == "fp32" else "compile" if mode == "compile" else "bf16")
+            if not args.no_predict and key not in preds:
+                # compile's prediction: eager bf16 at the compile row's size
+                preds[key] = predicted(cfg if mode == "compile" else config(net, key[1], args))
+            p = preds.get(key)
+            peak = f"{r['peak'] / GIB:.2f}" if r["peak"] is not None else "-"
+            ratio = f"{r['peak'] / p:.2f}" if r["peak"] is not None and p else "-"
+            ev = f"{r['eval_img_s']:.0f} ({r['eval_bs']})" if "eval_img_s" in r else "-"
+            pred_s = f"{p / GIB:.2f}" if p else "-"
+            rows.append(f"| {net} | {mode} | {h}x{w} x {r['batch']} | {r['img_s']:.0f} | {r['step']:.1f} | "
+                        f"{r['fwd']:.1f} | {r['bwd']:.1f} | {r['opt']:.1f} | {r['warm_s']:.1f} | {ev} | {peak} | "
+                        f"{pred_s} | {ratio} |")
+        except Exception as exc:  # one failing row (OOM, compile error) must not stop the others
+            failed += 1
+            traceback.print_exc()
+            rows.append(f"| {net} | {mode} | - | failed: {type(exc).__name__}: {str(exc)[:120]} "
+                        "| | | | | | | | | |")
+            fresh(device)
+        print(rows[-1], flush=True)
+        write()
     print("\n".join(head + rows))
     return 1 if failed else 0
 
