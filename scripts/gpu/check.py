@@ -83,7 +83,7 @@ def parts(args: argparse.Namespace, out: Path) -> list[Part]:
     steps = [py, "scripts/gpu/steps.py", "--device", device, "--md", str(md / "steps.md")]
     if dry:
         steps += ["--models", "bot", "--size", "64x32", "--ids", "2", "--steps", "1", "--warmup", "1",
-                  "--modes", "bf16_cl", "--override", f"model.backbone={{{TINY_TRUNK}}}", "test.batch_size=4"]
+                  "--modes", "fp32", "--override", f"model.backbone={{{TINY_TRUNK}}}", "test.batch_size=4"]
     dist = [py, "scripts/gpu/dist_epoch.py", "--device", device, "--out", str(out / "dist"),
             "--md", str(md / "dist.md")] + (["--tiny"] if dry else [])
     bench_data = [py, "scripts/bench_data.py", "--device", device, "--cache-dir", cache]

@@ -154,6 +154,8 @@ def main() -> int:
         ap.error("--steps and --warmup must be >= 1")
     models = list(FAMILIES) if "all" in args.models else args.models
     device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # as the trainer runs (the warm-up steps include its search)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     head = [f"device: {name}; torch {torch.__version__}; mean of {args.steps} steps after {args.warmup} warm-up "
             "steps (compile: the warm-up includes compiling); random init, random images", "",
