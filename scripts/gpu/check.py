@@ -104,7 +104,7 @@ def parts(args: argparse.Namespace, out: Path) -> list[Part]:
     peer += ["--peer"]
     g = 1 if dry else 0  # timeouts: (GPU, dry run)
     # (GPU, dry run) seconds; GPU: 540 in all. The dry run's are generous: a shared CPU is slow
-    limits = {"env": (15, 30), "tests": (65, 60), "steps": (200, 90), "dist": (40, 60), "data_eval": (50, 40),
+    limits = {"env": (15, 30), "tests": (65, 60), "steps": (200, 90), "dist": (40, 120), "data_eval": (50, 40),
               "accuracy": (100, 120), "peer": (70, 30)}
     timeout = {k: v[g] for k, v in limits.items()}
     return [
@@ -160,12 +160,13 @@ def run_part(part: Part, out: Path, scale: float) -> dict:
                                                                                   os.environ.get("PYTHONPATH")]))}
     for name in part.tables:  # a rerun's tables are its own
         Path(name).unlink(missing_ok=True)
+    started = time.strftime("%H:%M:%S")
     start = time.perf_counter()
     with open(log, "w") as f:
         f.write(f"$ {script}\n\n")
         f.flush()
-        # timeout -k: a part that ignores SIGTERM is killed 5 s later; its children go with it
-        rc = subprocess.run(["timeout", "-k", "5", str(limit), "bash", "-c", script], cwd=ROOT, env=env,
+        # timeout -k: a part still running 15 s after SIGTERM (time to stop its children) is killed
+        rc = subprocess.run(["timeout", "-k", "15", str(limit), "bash", "-c", script], cwd=ROOT, env=env,
                             stdout=f, stderr=subprocess.STDOUT).returncode
     wall = time.perf_counter() - start
     text = log.read_text(errors="replace")
@@ -181,16 +182,16 @@ def run_part(part: Part, out: Path, scale: float) -> dict:
         else:
             tables.append(path.read_text().strip())
     table = "\n\n".join(tables) or ("" if part.name == "tests" else log_tables(text))
-    return {"part": part, "rc": rc, "wall": wall, "limit": limit, "table": table.strip(),
+    return {"part": part, "rc": rc, "wall": wall, "limit": limit, "started": started, "table": table.strip(),
             "tail": "\n".join([line for line in text.rstrip().splitlines()
                                 if not line.startswith("USDT:")][-TAIL_LINES:])}  # the profiler's start/stop
 
 
 def summary(records: list[dict], header: str) -> str:
-    lines = [header, "", "| part | exit code | wall s | limit s |", "| --- | ---: | ---: | ---: |"]
+    lines = [header, "", "| part | exit code | wall s | limit s | started |", "| --- | ---: | ---: | ---: | --- |"]
     for r in records:
         rc = "timed out (124)" if r["rc"] in (124, 137) else str(r["rc"])
-        lines.append(f"| {r['part'].name} | {rc} | {r['wall']:.0f} | {r['limit']} |")
+        lines.append(f"| {r['part'].name} | {rc} | {r['wall']:.0f} | {r['limit']} | {r['started']} |")
     for r in records:
         p = r["part"]
         lines += ["", f"## {p.name}: {p.title}", "",

@@ -13,8 +13,10 @@ and writes ``DIR/worker.json``. ``--tiny``: a MobileNetV2 trunk at 64x32, 2 iter
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -47,6 +49,7 @@ def worker(args) -> int:
     from reid.engine.distributed import init_distributed, world_info
     from reid.engine.gather import GlobalBatchNorm
 
+    (Path(args.out) / f"worker{os.environ.get('RANK', '0')}.pid").write_text(str(os.getpid()))
     cfg = load_config(ROOT / "configs" / "bot" / "market1501.yaml", overrides(args))
     rank, world = init_distributed(cfg.device)
     if dist.is_initialized() and torch.cuda.is_available() and cfg.device in ("auto", "cuda"):
@@ -72,16 +75,46 @@ def worker(args) -> int:
     return 0
 
 
+def run_torchrun(cmd: list[str], out: Path) -> int:
+    """Run torchrun; on SIGTERM (a time limit) stop it and its worker before exiting: torchrun
+    stops its workers when it is given time to, and a worker left running would hold the device
+    through the parts after this one."""
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    proc = subprocess.Popen(cmd, cwd=ROOT)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        print("=> stopping torchrun and its worker", flush=True)
+        proc.terminate()
+        try:
+            proc.wait(8)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        for pid_file in out.glob("worker*.pid"):
+            with contextlib.suppress(ValueError, OSError):  # gone already, or not ours
+                pid = int(pid_file.read_text())
+                if "dist_epoch" in Path(f"/proc/{pid}/cmdline").read_text():
+                    os.kill(pid, signal.SIGKILL)
+        return 124
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def launcher(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "worker.json").unlink(missing_ok=True)
+    for old in [out / "worker.json", *out.glob("worker*.pid")]:
+        old.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1",
            str(Path(__file__).resolve()), "--device", args.device, "--out", str(out)]
     cmd += ["--tiny"] if args.tiny else []
     print("$", " ".join(cmd), flush=True)
     start = time.perf_counter()
-    rc = subprocess.run(cmd, cwd=ROOT).returncode
+    rc = run_torchrun(cmd, out)
     wall = time.perf_counter() - start
     result = out / "worker.json"
     if rc != 0 or not result.is_file():
