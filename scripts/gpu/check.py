@@ -80,7 +80,8 @@ def parts(args: argparse.Namespace, out: Path) -> list[Part]:
              f"--junitxml={md / 'tests.xml'}", "tests"]
     if dry:  # collect every marked test; run the quickest few
         tests += ["-k", "test_cuda_path_equals_cpu or test_all_off_equals_plain_normalisation"]
-    steps = [py, "scripts/gpu/steps.py", "--device", device, "--md", str(md / "steps.md")]
+    steps = [py, "scripts/gpu/steps.py", "--device", device, "--md", str(md / "steps.md"),
+             "--profile", "bot" if dry else "laganet"]
     if dry:
         steps += ["--models", "bot", "--size", "64x32", "--ids", "2", "--steps", "1", "--warmup", "1",
                   "--modes", "fp32", "--override", f"model.backbone={{{TINY_TRUNK}}}", "test.batch_size=4"]

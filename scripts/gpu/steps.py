@@ -6,6 +6,7 @@ input size and P x K batch, per precision mode, with the peak memory beside the 
     python scripts/gpu/steps.py [--device cuda] [--models all | bot laganet ...]
         [--modes fp32 bf16 bf16_cl compile] [--steps 3 --warmup 2] [--md steps.md]
         [--size HxW --ids P]   # tiny sizes for a dry run
+        [--profile laganet]    # + the top kernels of one step
 
 Modes: ``fp32`` (train.amp=off), ``bf16`` (bf16 autocast), ``bf16_cl`` (bf16 + channels_last),
 ``compile`` (bf16 + torch.compile; LAGA-Net only, at 384x128). Each row builds the network afresh
@@ -136,6 +137,33 @@ def predicted(cfg) -> int:
     return total
 
 
+def profile_step(cfg, rows: int = 15) -> str:
+    """The top kernels (by their own device time; CPU ops by CPU time on the CPU) of one training step
+    after two warm-up steps."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.manual_seed(0)
+    device = torch.device(str(cfg.device))
+    train = TrainStep(cfg, build_model(cfg.model, NUM_CLASSES, input_size=cfg.input.size))
+    batch = random_batch(cfg, device)
+    if cfg.train.channels_last:
+        batch["images"] = batch["images"].contiguous(memory_format=torch.channels_last)
+    for _ in range(2):
+        train.step(batch)
+    cuda = device.type == "cuda"
+    with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
+        train.step(batch)
+    del train, batch
+    fresh(device)
+    table = prof.key_averages()
+    if not cuda:
+        return table.table(sort_by="self_cpu_time_total", row_limit=rows)
+    try:  # the key's name changed across torch versions
+        return table.table(sort_by="self_device_time_total", row_limit=rows)
+    except (AttributeError, KeyError, ValueError):
+        return table.table(sort_by="self_cuda_time_total", row_limit=rows)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     ap.add_argument("--device", default="cuda")
@@ -148,6 +176,9 @@ def main() -> int:
     ap.add_argument("--override", nargs="*", default=[], metavar="KEY=VALUE",
                     help="config overrides for every network (a dry run: a small trunk, a small test batch)")
     ap.add_argument("--no-predict", action="store_true", help="skip the bench_memory count")
+    ap.add_argument("--profile", choices=FAMILIES, metavar="NET",
+                    help="also profile one step of NET (bf16 + channels_last, or --modes' first at --size): "
+                         "its top kernels, printed after the table")
     ap.add_argument("--md", help="write the table here too (rewritten after every row)")
     args = ap.parse_args()
     if args.steps < 1 or args.warmup < 1:
@@ -197,6 +228,19 @@ def main() -> int:
                         "| | | | | | | | | |")
             fresh(device)
         print(rows[-1], flush=True)
+        write()
+    if args.profile:
+        mode = "bf16_cl" if "bf16_cl" in args.modes else args.modes[0]
+        try:
+            cfg = config(args.profile, mode, args)
+            text = profile_step(cfg)
+            rows += ["", f"top kernels of one {args.profile} {mode} step at {cfg.input.size[0]}x{cfg.input.size[1]} "
+                     f"x {int(cfg.sampler.num_ids) * int(cfg.sampler.num_instances)} (torch.profiler):", "",
+                     "```", text.rstrip(), "```"]
+        except Exception as exc:  # the profile is extra: its failure is reported, the table stands
+            failed += 1
+            traceback.print_exc()
+            rows += ["", f"profile of {args.profile} failed: {type(exc).__name__}: {exc}"]
         write()
     print("\n".join(head + rows))
     return 1 if failed else 0
