@@ -47,7 +47,7 @@ TINY_TRUNK = "name: mobilenetv2, last_stride: 1, pretrained: false"
 @dataclass
 class Part:
     """One part: its commands (run in order by bash; the first failure ends the part), its time
-    limit in seconds on the GPU and in a dry run, and an optional table post-processor."""
+    limit in seconds, extra environment, and the files holding its tables for the summary."""
 
     name: str
     title: str
@@ -103,11 +103,10 @@ def parts(args: argparse.Namespace, out: Path) -> list[Part]:
     peer = table[:]
     peer[peer.index("--md") + 1] = str(md / "peer.md")
     peer += ["--peer"]
-    g = 1 if dry else 0  # timeouts: (GPU, dry run)
-    # (GPU, dry run) seconds; GPU: 540 in all. The dry run's are generous: a shared CPU is slow
+    # time limits, (GPU, dry run) seconds; GPU: 540 in all. The dry run's are generous: a shared CPU is slow
     limits = {"env": (15, 30), "tests": (65, 60), "steps": (200, 90), "dist": (40, 120), "data_eval": (50, 40),
               "accuracy": (100, 120), "peer": (70, 30)}
-    timeout = {k: v[g] for k, v in limits.items()}
+    timeout = {k: v[1 if dry else 0] for k, v in limits.items()}
     return [
         Part("env", "Environment", [[py, "scripts/gpu/env_info.py", "--md", str(md / "env.md")]],
              timeout["env"], tables=[str(md / "env.md")]),
