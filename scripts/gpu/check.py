@@ -228,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.family_epochs < 1:
         ap.error("--family-epochs must be >= 1")
     out = Path(args.out).resolve()
-    unpack_market_mini()
+    if not args.parts or set(args.parts) & {"data_eval", "accuracy", "peer"}:  # the parts that read the images
+        unpack_market_mini()
     for sub in ("logs", "parts"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     todo = parts(args, out)
