@@ -28,7 +28,8 @@ mkdir -p "$DEST"
 missing=()
 
 # 1. the Market-1501 mini images, packed in one uncompressed zip (12,936 JPEGs: 29 MiB of data, 52 MiB
-#    of 4 KiB blocks as files, 40 MiB as a tar, 32 MiB as a zip); scripts/gpu/check.py unpacks it
+#    of 4 KiB blocks as files, 40 MiB as a tar, 32 MiB as a zip); scripts/gpu/check.py unpacks it into
+#    .cache/gpu_check/ (ignored, not carried)
 if [ -d "$SHARED/market1501-mini/Market-1501-v15.09.15/bounding_box_train" ]; then
     rm -rf "$DEST/market1501-mini" "$DEST/market1501-mini.zip"
     "$PY" - "$SHARED/market1501-mini" "$DEST/market1501-mini.zip" <<'PYEOF' || exit 1

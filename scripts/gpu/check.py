@@ -39,6 +39,8 @@ sys.path.insert(0, str(ROOT))
 
 #: Where scripts/gpu_prepare.sh puts what travels to the GPU machine (git-ignored).
 CARRY = ROOT / ".gpu"
+#: Where the packed Market-1501 mini set is unpacked: ignored and not carried (.gpu/ stays small).
+UNPACKED = ROOT / ".cache" / "gpu_check"
 TAIL_LINES = 15
 #: The dry run's trunk: every family builds on it, and it is cheap on a shared CPU.
 TINY_TRUNK = "name: mobilenetv2, last_stride: 1, pretrained: false"
@@ -59,19 +61,19 @@ class Part:
 
 def unpack_market_mini() -> None:
     """Unpack ``.gpu/market1501-mini.zip`` (scripts/gpu_prepare.sh packs the 12,936 JPEGs in one file:
-    31.7 MiB, against 52 MiB of 4 KiB blocks as files) into ``.gpu/`` once."""
+    31.7 MiB, against 52 MiB of 4 KiB blocks as files) into ``.cache/gpu_check/`` once."""
     packed = CARRY / "market1501-mini.zip"
-    if packed.is_file() and not (CARRY / "market1501-mini" / "Market-1501-v15.09.15").is_dir():
+    if packed.is_file() and not (UNPACKED / "market1501-mini" / "Market-1501-v15.09.15").is_dir():
         import zipfile
 
         with zipfile.ZipFile(packed) as z:
-            z.extractall(CARRY)
+            z.extractall(UNPACKED)
         print(f"=> unpacked {packed}", flush=True)
 
 
 def market_mini_root() -> Path | None:
-    """The real Market-1501 mini set: the carried copy first, then ../shared/data, $REID_SHARED_DATA."""
-    candidates = [CARRY / "market1501-mini", ROOT.parent / "shared" / "data" / "market1501-mini"]
+    """The real Market-1501 mini set: the carried copy first (unpacked), then $REID_SHARED_DATA, ../shared/data."""
+    candidates = [UNPACKED / "market1501-mini", ROOT.parent / "shared" / "data" / "market1501-mini"]
     if os.environ.get("REID_SHARED_DATA"):
         candidates.insert(1, Path(os.environ["REID_SHARED_DATA"]) / "market1501-mini")
     for path in candidates:
