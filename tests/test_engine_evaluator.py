@@ -32,13 +32,14 @@ class FixedFeatures(ev.Evaluator):
         return torch.nn.functional.normalize(centres[pids] + 0.9 * torch.randn(len(pids), 16, generator=gen), dim=1)
 
 
+@pytest.mark.cuda_capable
 @pytest.mark.parametrize("opts", [[], ["test.rerank=true"], ["test.aqe=true"], ["test.metric=euclidean"]])
-def test_chunked_path_equals_dense_path(monkeypatch, opts):
+def test_chunked_path_equals_dense_path(monkeypatch, opts, device):
     cfg = load_config(None, ["test.max_rank=10", *opts])
     model = torch.nn.Identity()
-    dense = FixedFeatures(cfg, make_dataset(), torch.device("cpu")).evaluate(model)
+    dense = FixedFeatures(cfg, make_dataset(), device).evaluate(model)
     monkeypatch.setattr(ev, "DENSE_LIMIT", 0)
-    chunked = FixedFeatures(cfg, make_dataset(), torch.device("cpu")).evaluate(model)
+    chunked = FixedFeatures(cfg, make_dataset(), device).evaluate(model)
     assert dense.keys() == chunked.keys()
     for k in dense:
         assert chunked[k] == pytest.approx(dense[k], abs=1e-4), k

@@ -152,16 +152,16 @@ def test_inputs_numpy_or_torch_and_errors():
         evaluate_rank(dist, qp + 1000, gp, qc, gc)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.cuda_capable
 @pytest.mark.parametrize("levels", [0, 1, 5])
-def test_cuda_path_equals_cpu(levels):
+def test_cuda_path_equals_cpu(levels, device):
     dist, qp, gp, qc, gc = random_problem(9, distractors=20, levels=levels)
     a = evaluate_rank(dist, qp, gp, qc, gc)
-    b = evaluate_rank(torch.from_numpy(dist).cuda(), qp, gp, qc, gc)
+    b = evaluate_rank(torch.from_numpy(dist).to(device), qp, gp, qc, gc)
     assert a.mAP == pytest.approx(b.mAP, abs=1e-12) and np.array_equal(a.cmc, b.cmc)
     np.testing.assert_array_equal(a.first_match_rank, b.first_match_rank)
     c = evaluate_rank(dist, qp, gp, qc, gc, protocol="cuhk03")
-    d = evaluate_rank(torch.from_numpy(dist).cuda(), qp, gp, qc, gc, protocol="cuhk03")
+    d = evaluate_rank(torch.from_numpy(dist).to(device), qp, gp, qc, gc, protocol="cuhk03")
     np.testing.assert_allclose(c.cmc, d.cmc, atol=1e-12)
 
 
@@ -195,16 +195,18 @@ def test_cuhk03_single_shot_matches_direct_draws(levels):
     np.testing.assert_array_equal(r.cmc, again.cmc)
 
 
+@pytest.mark.cuda_capable
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
 @pytest.mark.parametrize("protocol", ["market", "cuhk03", "hands"])
-def test_evaluate_features_equals_full_matrix(metric, protocol):
+def test_evaluate_features_equals_full_matrix(metric, protocol, device):
     g = torch.Generator().manual_seed(0)
     qf, gf = torch.randn(60, 16, generator=g), torch.randn(400, 16, generator=g)
     rng = np.random.default_rng(0)
     qp, gp = rng.integers(0, 40, 60), rng.integers(0, 40, 400)
     qc, gc = rng.integers(0, 3, 60), rng.integers(0, 3, 400)
     a = evaluate_rank(compute_distance(qf, gf, metric), qp, gp, qc, gc, protocol=protocol)
-    b = evaluate_features(qf, gf, qp, gp, qc, gc, metric=metric, protocol=protocol, chunk_size=17)
+    b = evaluate_features(qf.to(device), gf.to(device), qp, gp, qc, gc, metric=metric, protocol=protocol,
+                          chunk_size=17)
     np.testing.assert_array_equal(a.cmc, b.cmc)
     np.testing.assert_array_equal(a.ap, b.ap)
     assert a.mINP == b.mINP

@@ -102,14 +102,15 @@ def test_re_rank_without_numba(monkeypatch):
     np.testing.assert_allclose(re_rank_features(qf, gf, "euclidean", chunk=7).numpy(), ref, atol=1e-4)
 
 
-def test_feature_reranker_in_chunked_evaluation():
+@pytest.mark.cuda_capable
+def test_feature_reranker_in_chunked_evaluation(device):
     qf, gf, qp, gp = clustered(7, 40, 200, nid=30)
     rng = np.random.default_rng(0)
     qc, gc = rng.integers(0, 3, 40), rng.integers(0, 3, 200)
     dense = re_rank(*dists(qf, gf, "cosine"))
     full = evaluate_rank(dense, qp, gp, qc, gc)
-    rr = FeatureReranker(qf, gf, "cosine", chunk=32)
-    chunked = evaluate_features(qf, gf, qp, gp, qc, gc, dist_fn=rr.distances, chunk_size=9)
+    rr = FeatureReranker(qf, gf, "cosine", chunk=32, device=device)
+    chunked = evaluate_features(qf.to(device), gf.to(device), qp, gp, qc, gc, dist_fn=rr.distances, chunk_size=9)
     assert chunked.mAP == pytest.approx(full.mAP, abs=1e-6)
     np.testing.assert_allclose(chunked.cmc, full.cmc)
 

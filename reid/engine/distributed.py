@@ -15,10 +15,16 @@ def world_info() -> tuple[int, int, int]:
             int(os.environ.get("LOCAL_RANK", 0)))
 
 
+def launched_by_torchrun() -> bool:
+    """Whether torchrun started this process (it sets ``TORCHELASTIC_RUN_ID``), at any world size."""
+    return "TORCHELASTIC_RUN_ID" in os.environ
+
+
 def init_distributed(device_spec: str) -> tuple[int, int]:
-    """Initialise the default process group when launched by torchrun; returns (rank, world)."""
+    """Initialise the default process group when launched by torchrun (also with one process, so
+    ``--nproc_per_node=1`` runs the distributed path: DDP, SyncBN, gathered losses); returns (rank, world)."""
     rank, world, local = world_info()
-    if world > 1 and not dist.is_initialized():
+    if (world > 1 or launched_by_torchrun()) and not dist.is_initialized():
         use_cuda = torch.cuda.is_available() and device_spec != "cpu"
         if use_cuda:
             torch.cuda.set_device(local)
@@ -40,7 +46,7 @@ def launch(cfg: Any, resume: str | None = None, force: bool = False, overwrite: 
 
     check_run_folders(cfg)
     rank, world = init_distributed(cfg.device)
-    if world > 1 and torch.cuda.is_available() and cfg.device in ("auto", "cuda"):
+    if dist.is_initialized() and torch.cuda.is_available() and cfg.device in ("auto", "cuda"):
         cfg.device = f"cuda:{world_info()[2]}"
     try:
         with run_lock(cfg.output_dir, force=force) if rank == 0 else nullcontext():

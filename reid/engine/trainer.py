@@ -74,7 +74,8 @@ class Trainer:
         self.device = resolve_device(cfg.device)
         if self.device.type == "cpu":
             keep_freed_host_memory()
-        self.distributed = world_size > 1 and dist.is_available() and dist.is_initialized()
+        # a process group of this world size (torchrun, also with one process) trains under DDP
+        self.distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() == world_size
         self.dtype = DTYPES[cfg.train.dtype]
         with local_rank_zero_first(self.distributed, rank):
             self.dataset = self.build_dataset()
