@@ -1,0 +1,162 @@
+#!/usr/bin/env python
+"""Build a persistent approximate index of a gallery (faiss), or add to one, for tools/search.py --index.
+
+    python tools/index.py --features FILE.npz --out GALLERY.index [--index flat|ivf|ivfpq|hnsw] [params]
+    python tools/index.py --checkpoint CK --images DIR --out GALLERY.index [--index KIND] [params] [KEY=VALUE ...]
+    python tools/index.py --add GALLERY.index --features MORE.npz | --checkpoint CK --images MORE/
+
+``--features``: a features file of tools/extract.py (it records the checkpoint's contract; an older
+file needs ``--checkpoint``, the one that extracted it). ``--images``: every image under DIR,
+extracted with ``--checkpoint`` first. The index ranks by cosine similarity (inner product of
+L2-normalised features). Parameters: ``ivf`` --nlist --nprobe; ``ivfpq`` --nlist --nprobe --pq-m
+--pq-nbits; ``hnsw`` --hnsw-m --ef-construction --ef-search (defaults: reid.inference.index.PARAMS).
+The file records the feature dimension and the checkpoint's config and weights hashes: features of
+another model are refused. Needs ``pip install 'reid[faiss]'``.
+"""
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from reid.cli import config_parser, run  # noqa: E402
+
+#: Option -> index parameter (reid.inference.index.PARAMS).
+OPTIONS = {"nlist": "nlist", "nprobe": "nprobe", "pq_m": "m", "pq_nbits": "nbits", "hnsw_m": "M",
+           "ef_construction": "ef_construction", "ef_search": "ef_search"}
+
+
+def main() -> int:
+    from reid.inference.index import KINDS
+
+    parser = config_parser(__doc__.strip().splitlines()[0], config_required=False)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--features", metavar="FILE.npz", help="a features file written by tools/extract.py")
+    source.add_argument("--images", metavar="DIR", help="a folder of images (recursive), extracted with --checkpoint")
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--out", metavar="FILE", help="the index file to write (a new index)")
+    target.add_argument("--add", metavar="FILE", help="an existing index file to add the features to (rewritten)")
+    parser.add_argument("--checkpoint", help="the checkpoint that computes (or computed) the features")
+    parser.add_argument("--index", choices=KINDS, default=None, help="index kind (default flat: exact)")
+    for option in OPTIONS:
+        parser.add_argument("--" + option.replace("_", "-"), type=int, default=None, metavar="N")
+    parser.add_argument("--batch-size", type=int, default=None, help="--images: images per forward pass")
+    parser.add_argument("--device", default=None, help="--images: cpu | cuda | cuda:N (default: the config's)")
+    args = parser.parse_args()
+
+    from reid.inference.index import PARAMS, GalleryIndex, GalleryIndexError, import_faiss
+    from reid.registry import UserError
+
+    import_faiss()  # says how to install it before any work
+    given = {opt: getattr(args, opt) for opt in OPTIONS if getattr(args, opt) is not None}
+    if args.add:
+        for name, value in [("--index", args.index), *[("--" + o.replace("_", "-"), v) for o, v in given.items()]]:
+            if value is not None:
+                raise UserError(f"{name} does not apply with --add (the index keeps its kind and parameters)")
+        index = GalleryIndex.load(args.add)
+        where = f"--add {args.add}"
+    else:
+        kind = args.index or "flat"
+        for opt in given:
+            if OPTIONS[opt] not in PARAMS[kind]:
+                takes = [f"--{o.replace('_', '-')}" for o, p in OPTIONS.items() if p in PARAMS[kind]]
+                raise UserError(f"--{opt.replace('_', '-')} does not apply to --index {kind}; "
+                                f"it takes {', '.join(takes) or 'no parameters'}")
+        index, where = None, f"--out {args.out}"
+    if args.images and not args.checkpoint:
+        raise UserError("--images needs --checkpoint (the model that extracts the features)")
+    if args.checkpoint is None and (args.config or args.overrides):
+        raise UserError("--config and KEY=VALUE overrides need --checkpoint")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
+
+    features, paths, pids, camids, contract = (_from_images(args) if args.images else _from_features(args))
+    if len(features) == 0:
+        raise UserError(f"{args.features or args.images}: no features to index")
+    if index is None:
+        params = {OPTIONS[o]: v for o, v in given.items()}
+        try:
+            index = GalleryIndex.build(features, kind, params, contract, paths, pids, camids)
+        except GalleryIndexError as exc:
+            raise UserError(re.sub(r"(index )?parameter '(\w+)'", lambda m: _option(m.group(2)), str(exc))) from None
+        out = Path(args.out)
+    else:
+        index.check(contract, where)
+        index.add(features, paths, pids, camids)
+        out = Path(args.add)
+    index.save(out)
+    print(f"=> wrote {out}: {index.kind} index"
+          + (f" ({', '.join(f'{k}={v}' for k, v in index.params.items())})" if index.params else "")
+          + f", {len(index)} vectors of {index.dim} dimensions ({len(features)} added), "
+          f"{out.stat().st_size / 2**20:.1f} MB; cosine similarity; model config {index.contract['config']}, "
+          f"weights {index.contract['weights']}")
+    return 0
+
+
+def _option(param: str) -> str:
+    """The command-line option of index parameter ``param``."""
+    return next((f"--{o.replace('_', '-')}" for o, p in OPTIONS.items() if p == param), param)
+
+
+def _checkpoint_contract(args) -> dict:
+    from reid.inference import load_model
+    from reid.inference.loading import feature_contract
+
+    model, cfg = load_model(args.checkpoint, "cpu", config=args.config, overrides=args.overrides)
+    return feature_contract(cfg, model)
+
+
+def _from_features(args):
+    """(features, paths, pids, camids, contract) of a features file; the contract recorded in it
+    and that of --checkpoint must agree when both exist."""
+    import json
+
+    from reid.inference.features_io import load_features
+    from reid.registry import UserError
+
+    data = load_features(args.features)
+    features = data["features"]
+    stored = json.loads(str(data["contract"])) if "contract" in data else None
+    if args.checkpoint:
+        contract = {**_checkpoint_contract(args), "dim": int(features.shape[1])}
+        if stored is not None and any(stored.get(k) != contract[k] for k in ("config", "weights")):
+            raise UserError(f"--features {args.features}: extracted with another model (config {stored.get('config')}, "
+                            f"weights {stored.get('weights')}) than --checkpoint {args.checkpoint} "
+                            f"(config {contract['config']}, weights {contract['weights']})")
+    elif stored is None:
+        raise UserError(f"--features {args.features}: records no model (written before features files did); "
+                        "name the checkpoint that extracted it: --checkpoint CK")
+    else:
+        contract = stored
+    return features, [str(p) for p in data["paths"]], data.get("pids"), data.get("camids"), contract
+
+
+def _from_images(args):
+    """(features, paths, None, None, contract) of the images under --images, extracted with --checkpoint."""
+    from reid.inference import FeatureExtractor, list_images
+    from reid.inference.features_io import extract_files
+    from reid.inference.loading import feature_contract
+    from reid.registry import UserError
+
+    try:
+        paths = list_images(args.images)
+    except FileNotFoundError as exc:
+        raise UserError(f"--images {exc}") from None
+    if not paths:
+        raise UserError(f"--images {args.images}: no image files found")
+    extractor = FeatureExtractor(args.checkpoint, device=args.device, config=args.config, overrides=args.overrides)
+    extractor.batch_size = int(args.batch_size or extractor.cfg.test.batch_size)
+    features, kept, failed = extract_files(extractor, paths)
+    if failed:
+        print(f"warning: skipped {len(failed)} unreadable images, e.g. {failed[0][0]} ({failed[0][1]})",
+              file=sys.stderr)
+    if not kept:
+        raise UserError(f"--images {args.images}: none of the {len(paths)} images could be read")
+    contract = {**feature_contract(extractor.cfg, extractor.model), "dim": int(features.shape[1])}
+    return features.numpy(), [paths[i] for i in kept], None, None, contract
+
+
+if __name__ == "__main__":
+    run(main)
