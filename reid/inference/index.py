@@ -33,7 +33,7 @@ KINDS = ("flat", "ivf", "ivfpq", "hnsw")
 PARAMS: dict[str, dict[str, int | None]] = {
     "flat": {},
     "ivf": {"nlist": None, "nprobe": 16},
-    "ivfpq": {"nlist": None, "nprobe": 16, "m": 64, "nbits": 8},
+    "ivfpq": {"nlist": None, "nprobe": 16, "m": None, "nbits": 8},
     "hnsw": {"M": 32, "ef_construction": 80, "ef_search": 64},
 }
 #: Training rows per inverted list used to fit the coarse quantiser (faiss warns below 39).
@@ -68,6 +68,12 @@ def default_nlist(n: int) -> int:
     return max(1, min(int(round(4 * math.sqrt(n))), n // 39))
 
 
+def default_m(dim: int) -> int:
+    """Product-quantiser sub-vectors for ``dim``: the largest divisor of ``dim`` up to
+    ``min(64, dim // 8)`` (64 bytes a vector at 8 bits for D = 512), at least 1."""
+    return max(m for m in range(1, max(1, min(64, dim // 8)) + 1) if dim % m == 0)
+
+
 def resolve_params(kind: str, params: Mapping[str, Any], n: int, dim: int) -> dict[str, int]:
     """``params`` checked for ``kind`` (unknown names, values out of range) and completed with the
     defaults for ``n`` training rows of dimension ``dim``; :class:`GalleryIndexError` names the parameter."""
@@ -81,8 +87,8 @@ def resolve_params(kind: str, params: Mapping[str, Any], n: int, dim: int) -> di
     out: dict[str, int] = {}
     for key, default in allowed.items():
         value = params.get(key, default)
-        if value is None and key == "nlist":
-            value = default_nlist(n)
+        if value is None:
+            value = default_nlist(n) if key == "nlist" else default_m(dim)
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
             raise GalleryIndexError(f"index parameter '{key}' must be an integer, got {value!r}")
         out[key] = int(value)
