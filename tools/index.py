@@ -46,7 +46,7 @@ def main() -> int:
     parser.add_argument("--device", default=None, help="--images: cpu | cuda | cuda:N (default: the config's)")
     args = parser.parse_args()
 
-    from reid.inference.index import PARAMS, GalleryIndex, GalleryIndexError, import_faiss
+    from reid.inference.index import PARAMS, GalleryIndex, GalleryIndexError, check_params, import_faiss
     from reid.registry import UserError
 
     import_faiss()  # says how to install it before any work
@@ -65,6 +65,10 @@ def main() -> int:
                 raise UserError(f"--{opt.replace('_', '-')} does not apply to --index {kind}; "
                                 f"it takes {', '.join(takes) or 'no parameters'}")
         index, where = None, f"--out {args.out}"
+        try:
+            check_params(kind, {OPTIONS[o]: v for o, v in given.items()})  # before any extraction
+        except GalleryIndexError as exc:
+            raise UserError(_options(str(exc))) from None
     if args.images and not args.checkpoint:
         raise UserError("--images needs --checkpoint (the model that extracts the features)")
     if args.checkpoint is None and (args.config or args.overrides):
@@ -80,7 +84,7 @@ def main() -> int:
         try:
             index = GalleryIndex.build(features, kind, params, contract, paths, pids, camids)
         except GalleryIndexError as exc:
-            raise UserError(re.sub(r"(index )?parameter '(\w+)'", lambda m: _option(m.group(2)), str(exc))) from None
+            raise UserError(_options(str(exc))) from None
         out = Path(args.out)
     else:
         index.check(contract, where)
@@ -95,9 +99,12 @@ def main() -> int:
     return 0
 
 
-def _option(param: str) -> str:
-    """The command-line option of index parameter ``param``."""
-    return next((f"--{o.replace('_', '-')}" for o, p in OPTIONS.items() if p == param), param)
+def _options(message: str) -> str:
+    """``message`` with each "index parameter 'NAME'" (and "nlist") as its command-line option."""
+    def option(param: str) -> str:
+        return next((f"--{o.replace('_', '-')}" for o, p in OPTIONS.items() if p == param), param)
+
+    return re.sub(r"index parameter '(\w+)'", lambda m: option(m.group(1)), message)
 
 
 def _checkpoint_contract(args) -> dict:

@@ -74,58 +74,53 @@ def default_m(dim: int) -> int:
     return max(m for m in range(1, max(1, min(64, dim // 8)) + 1) if dim % m == 0)
 
 
-def resolve_params(kind: str, params: Mapping[str, Any], n: int, dim: int) -> dict[str, int]:
-    """``params`` checked for ``kind`` (unknown names, values out of range) and completed with the
-    defaults for ``n`` training rows of dimension ``dim``; :class:`GalleryIndexError` names the parameter."""
+#: Accepted range of each parameter (inclusive).
+RANGES = {"nlist": (1, 2**20), "nprobe": (1, 2**20), "m": (1, 4096), "nbits": (1, 16), "M": (2, 256),
+          "ef_construction": (1, 2**16), "ef_search": (1, 2**16)}
+
+
+def check_params(kind: str, params: Mapping[str, Any]) -> None:
+    """The checks that need no data: ``kind`` known, each of ``params`` one of its parameters, an
+    integer within :data:`RANGES`, ``nprobe <= nlist`` when both are given; else
+    :class:`GalleryIndexError` naming the parameter."""
     if kind not in KINDS:
         raise GalleryIndexError(f"unknown index kind {kind!r}; expected one of {', '.join(KINDS)}")
     allowed = PARAMS[kind]
-    for key in params:
+    for key, value in params.items():
         if key not in allowed:
             raise GalleryIndexError(f"index parameter '{key}' does not apply to '{kind}'; "
-                              f"'{kind}' takes {', '.join(allowed) or 'no parameters'}")
+                                    f"'{kind}' takes {', '.join(allowed) or 'no parameters'}")
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise GalleryIndexError(f"index parameter '{key}' must be an integer, got {value!r}")
+        lo, hi = RANGES[key]
+        if not lo <= value <= hi:
+            raise GalleryIndexError(f"index parameter '{key}' must be in [{lo}, {hi}], got {value}")
+    if "nlist" in params and "nprobe" in params and params["nprobe"] > params["nlist"]:
+        raise GalleryIndexError(f"index parameter 'nprobe' ({params['nprobe']}) exceeds nlist ({params['nlist']})")
+
+
+def resolve_params(kind: str, params: Mapping[str, Any], n: int, dim: int) -> dict[str, int]:
+    """``params`` checked (:func:`check_params`) and completed with the defaults for ``n``
+    training rows of dimension ``dim``, then checked against ``n`` and ``dim``."""
+    check_params(kind, params)
     out: dict[str, int] = {}
-    for key, default in allowed.items():
+    for key, default in PARAMS[kind].items():
         value = params.get(key, default)
         if value is None:
             value = default_nlist(n) if key == "nlist" else default_m(dim)
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise GalleryIndexError(f"index parameter '{key}' must be an integer, got {value!r}")
         out[key] = int(value)
-    lo = {"nlist": 1, "nprobe": 1, "m": 1, "nbits": 1, "M": 2, "ef_construction": 1, "ef_search": 1}
-    for key, value in out.items():
-        if value < lo[key]:
-            raise GalleryIndexError(f"index parameter '{key}' must be >= {lo[key]}, got {value}")
     if "nlist" in out:
         if out["nlist"] > n:
             raise GalleryIndexError(f"index parameter 'nlist' ({out['nlist']}) exceeds the {n} gallery rows it is "
-                              f"trained on; use nlist <= {max(1, n // 39)} (>= 39 rows per list)")
+                                    f"trained on; use nlist <= {max(1, n // 39)} (>= 39 rows per list)")
         if out["nprobe"] > out["nlist"]:
             raise GalleryIndexError(f"index parameter 'nprobe' ({out['nprobe']}) exceeds nlist ({out['nlist']})")
     if kind == "ivfpq":
         if dim % out["m"]:
             raise GalleryIndexError(f"index parameter 'm' ({out['m']}) must divide the feature dimension {dim}")
-        if out["nbits"] > 16:
-            raise GalleryIndexError(f"index parameter 'nbits' must be <= 16, got {out['nbits']}")
         if n < 2 ** out["nbits"]:
-            raise GalleryIndexError(f"index parameter 'nbits' ({out['nbits']}) needs >= {2 ** out['nbits']} rows to "
-                              f"train its codebooks, the gallery has {n}; lower nbits")
-    if kind == "hnsw" and out["M"] > 256:
-        raise GalleryIndexError(f"index parameter 'M' must be <= 256, got {out['M']}")
-    return out
-
-
-def parse_params(items: Sequence[str]) -> dict[str, int]:
-    """``["nlist=1024", "nprobe=32"]`` -> ``{"nlist": 1024, "nprobe": 32}`` (values integers)."""
-    out: dict[str, int] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        try:
-            if not sep or not key:
-                raise ValueError
-            out[key] = int(value)
-        except ValueError:
-            raise GalleryIndexError(f"index parameter {item!r}: expected NAME=INTEGER, e.g. nprobe=32") from None
+            raise GalleryIndexError(f"index parameter 'nbits' ({out['nbits']}) needs >= {2 ** out['nbits']} rows "
+                                    f"to train its codebooks, the gallery has {n}; lower nbits")
     return out
 
 
