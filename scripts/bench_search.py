@@ -11,8 +11,9 @@ the faiss indexes of reid.inference.index beside it (``--index``).
 values, ``nprobe`` / ``ef_search``, each one a row of the same built index) switches to a clustered
 gallery (see :func:`clustered_blocks`) and prints one table: the exact chunked search, then each
 index: build time, query time per query (all queries in one call, ``--threads`` threads for torch
-and faiss alike), memory (the serialised index's bytes; the process's anonymous resident memory
-added by the build, memory-mapped gallery pages not counted) and recall@1 / recall@10 against the
+and faiss alike), memory (the serialised index's bytes; the peak of the process's anonymous
+resident memory during the build minus its value before, memory-mapped gallery pages not counted;
+memory freed by an earlier index and reused is not counted again) and recall@1 / recall@10 against the
 exact result (recall@k: the share of the exact top-k found in the index's top-k; @1: top-1 equal).
 
 The gallery (float32, random unit vectors; seeded) is built in memory chunk by chunk (``--mmap``:
@@ -46,10 +47,14 @@ def rss_mb() -> float:
 
 
 class PeakRss:
-    """Context manager: ``.extra`` = peak resident MB while inside, minus the resident MB at entry."""
+    """Context manager: ``.extra`` = peak resident MB while inside, minus the resident MB at entry
+    (``read``: the reading sampled, by default :func:`rss_mb`)."""
+
+    def __init__(self, read=None):
+        self.read = read or rss_mb
 
     def __enter__(self):
-        self.start = self.peak = rss_mb()
+        self.start = self.peak = self.read()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
         self._thread.start()
@@ -57,12 +62,12 @@ class PeakRss:
 
     def _watch(self):
         while not self._stop.wait(0.002):
-            self.peak = max(self.peak, rss_mb())
+            self.peak = max(self.peak, self.read())
 
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, rss_mb())
+        self.peak = max(self.peak, self.read())
         self.extra = self.peak - self.start
 
 
@@ -172,11 +177,11 @@ def compare(args) -> int:
           f"{exact_qps:.1f} | 1 | {n * d * 4 / 2**20:.0f} (features) | {mem.extra:.0f} | 1 | 1 |", flush=True)
     for spec in args.index:
         kind, params, sweep = parse_spec(spec)
-        before = rss_anon_mb()
-        t = time.perf_counter()
-        index = GalleryIndex.build(gallery, kind, params)
-        build_s = time.perf_counter() - t
-        grown = rss_anon_mb() - before
+        with PeakRss(rss_anon_mb) as mem:
+            t = time.perf_counter()
+            index = GalleryIndex.build(gallery, kind, params)
+            build_s = time.perf_counter() - t
+        grown = mem.extra
         size = index.nbytes() / 2**20
         for setting in sweep:
             if "nprobe" in setting:
