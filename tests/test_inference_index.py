@@ -77,6 +77,11 @@ def test_save_load_and_add(data, tmp_path):
         full.add(gallery[:3], paths[:3])
     with pytest.raises(GalleryIndexError, match="features have 31 dimensions, the index holds 32"):
         full.add(gallery[:3, :31], paths[:3], pids[:3], pids[:3])
+    with pytest.raises(GalleryIndexError, match="3 feature rows but 3 paths, 2 pids"):
+        full.add(gallery[:3], paths[:3], pids[:2], pids[:3])
+    with pytest.raises(GalleryIndexError, match="feature row 1 holds NaN or infinite values"):
+        full.add(np.stack([gallery[0], gallery[1] * np.inf]), paths[:2], pids[:2], pids[:2])
+    assert len(full) == 3000 and len(full.paths) == 3000  # nothing added by the refused calls
     (tmp_path / "bad.index").write_bytes(b"not a zip")
     with pytest.raises(GalleryIndexError, match="not an index file written by tools/index.py"):
         GalleryIndex.load(tmp_path / "bad.index")

@@ -190,15 +190,21 @@ class GalleryIndex:
         n, dim = _shape(features)
         if dim != self.dim:
             raise GalleryIndexError(f"features have {dim} dimensions, the index holds {self.dim}")
-        if len(paths) != n:
-            raise GalleryIndexError(f"{n} feature rows but {len(paths)} paths")
+        if len(paths) != n or any(v is not None and len(v) != n for v in (pids, camids)):
+            raise GalleryIndexError(f"{n} feature rows but {len(paths)} paths"
+                                    + "".join(f", {len(v)} {k}" for k, v in (("pids", pids), ("camids", camids))
+                                              if v is not None))
         bad = next((p for p in paths if "\n" in str(p) or "\r" in str(p)), None)
         if bad is not None:
             raise GalleryIndexError(f"a path with a line break cannot be stored: {bad!r}")
         labelled = self.pids is not None
         if len(self) and (pids is not None) != labelled:
             raise GalleryIndexError("the index holds pids/camids and these features do not" if labelled else
-                              "these features have pids/camids and the index does not hold them")
+                                    "these features have pids/camids and the index does not hold them")
+        for start in range(0, n, ADD_CHUNK):  # a first pass, so that a refused call adds nothing
+            bad = ~np.isfinite(np.asarray(features[start:start + ADD_CHUNK])).all(axis=1)
+            if bad.any():
+                raise GalleryIndexError(f"feature row {start + int(np.argmax(bad))} holds NaN or infinite values")
         for start in range(0, n, ADD_CHUNK):
             self.index.add(_normalized(features[start:start + ADD_CHUNK]))
         self.paths += [str(p) for p in paths]
