@@ -40,8 +40,14 @@ def main() -> int:
     target.add_argument("--add", metavar="FILE", help="an existing index file to add the features to (rewritten)")
     parser.add_argument("--checkpoint", help="the checkpoint that computes (or computed) the features")
     parser.add_argument("--index", choices=KINDS, default=None, help="index kind (default flat: exact)")
+    helps = {"nlist": "ivf/ivfpq: inverted lists (default about 4 sqrt(N))",
+             "nprobe": "ivf/ivfpq: lists searched per query (default 16)",
+             "pq_m": "ivfpq: sub-vectors = bytes per vector at 8 bits (default: divisor of D up to 64)",
+             "pq_nbits": "ivfpq: bits per sub-vector code (default 8)", "hnsw_m": "hnsw: links per node (default 32)",
+             "ef_construction": "hnsw: candidates while building (default 80)",
+             "ef_search": "hnsw: candidates per query (default 64)"}
     for option in OPTIONS:
-        parser.add_argument("--" + option.replace("_", "-"), type=int, default=None, metavar="N")
+        parser.add_argument("--" + option.replace("_", "-"), type=int, default=None, metavar="N", help=helps[option])
     parser.add_argument("--batch-size", type=int, default=None, help="--images: images per forward pass")
     parser.add_argument("--device", default=None, help="--images: cpu | cuda | cuda:N (default: the config's)")
     args = parser.parse_args()
