@@ -68,6 +68,7 @@ def dists(qf, gf, metric):
     (2, 10, 90, "euclidean", (7, 1, 0.5)),
     (3, 15, 100, "cosine", (11, 3, 0.0)),
     (4, 4, 12, "euclidean", (20, 6, 0.3)),  # fewer images than k1 + 1
+    (5, 12, 80, "sqeuclidean", (20, 6, 0.3)),  # PCB's and BDB's distance: the chunked form takes it too
 ])
 def test_re_rank_matches_dense_reference(seed, nq, ng, metric, params):
     qf, gf, _, _ = clustered(seed, nq, ng)
@@ -127,3 +128,16 @@ def test_aqe_matches_direct_loop():
     expect = torch.stack(expect)
     torch.testing.assert_close(torch.cat([q2, g2]), expect, atol=1e-5, rtol=1e-5)
     assert q2.shape == qf.shape and g2.shape == gf.shape
+
+
+@pytest.mark.parametrize("numba", [True, False] if rr_mod.HAVE_NUMBA else [False])
+def test_re_rank_ties_pick_neighbours_in_index_order(monkeypatch, numba):
+    """Quantised distances (many ties): the nearest neighbours are chosen and ordered by (distance,
+    index), as the reference's stable argsort, by the numba and the torch neighbour search."""
+    rng = np.random.default_rng(8)
+    x = np.floor(rng.random((60, 60)) * 6).astype(np.float32) / 6
+    d = (x + x.T) / 2
+    np.fill_diagonal(d, 0)
+    qg, qq, gg = d[:10, 10:], d[:10, :10], d[10:, 10:]
+    monkeypatch.setattr(rr_mod, "HAVE_NUMBA", numba)
+    np.testing.assert_allclose(re_rank(qg, qq, gg), dense_re_rank(qg, qq, gg), atol=1e-5)

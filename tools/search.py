@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from reid.cli import config_parser, run  # noqa: E402
+from reid.cli import config_parser, device, positive_int, run  # noqa: E402
 
 
 def main() -> int:
@@ -35,13 +35,15 @@ def main() -> int:
     source.add_argument("--gallery", metavar="DIR|FILE.npz",
                         help="a folder of images or a features file written by tools/extract.py")
     source.add_argument("--index", metavar="FILE", help="a gallery index written by tools/index.py (needs faiss)")
-    parser.add_argument("--topk", type=int, default=10, help="matches per query (default 10)")
+    parser.add_argument("--topk", type=positive_int, default=10, help="matches per query (default 10)")
     parser.add_argument("--out", default="search_results", metavar="DIR", help="where search.csv and search.png go")
-    parser.add_argument("--chunk-size", type=int, default=None, help="gallery rows per search step")
-    parser.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: the config's device)")
+    parser.add_argument("--chunk-size", type=positive_int, default=None, help="gallery rows per search step")
+    parser.add_argument("--device", type=device, default=None,
+                        help="cpu | cuda | cuda:N (default: the config's device)")
     args = parser.parse_args()
 
-    from reid.atomic_io import atomic_write_text
+    from reid.atomic_io import atomic_write_text, check_apart
+    from reid.engine.guards import check_folder
     from reid.inference import FeatureExtractor, list_images
     from reid.inference.features_io import extract_files, load_features
     from reid.inference.figure import search_figure
@@ -50,6 +52,11 @@ def main() -> int:
 
     if args.topk < 1:
         raise UserError(f"--topk must be >= 1, got {args.topk}")
+    out = Path(args.out)
+    check_folder(out, "--out")
+    outputs = [("--out", out / "search.csv"), ("--out", out / "search.png")]
+    check_apart(outputs, {"--checkpoint": args.checkpoint, "--config": args.config, "--query": args.query,
+                          "--gallery": args.gallery, "--index": args.index})
     extractor = FeatureExtractor(args.checkpoint, device=args.device, config=args.config, overrides=args.overrides)
     cfg = extractor.cfg
     query = extractor(args.query)  # an unreadable query is an error (ImageInputError)
@@ -58,6 +65,7 @@ def main() -> int:
         dist, idx, gallery = _search_index(gallery_path, extractor, query, args.topk)
     elif gallery_path.is_dir():
         paths = list_images(gallery_path)
+        check_apart(outputs, {"--gallery": paths})
         if not paths:
             raise UserError(f"--gallery {gallery_path}: no image files found")
         feats, kept, failed = extract_files(extractor, paths)
@@ -92,7 +100,6 @@ def main() -> int:
             writer.writerow([name, r + 1, str(gallery["paths"][g]), f"{dist[q, r]:.6f}", *labels])
             print(f"  {r + 1:>3}. {dist[q, r]:.4f}  {gallery['paths'][g]}"
                   + "".join(f"  {k[:-1]} {v}" for k, v in zip(extra, labels)))
-    out = Path(args.out)
     atomic_write_text(out / "search.csv", table.getvalue())
     figure = search_figure(out / "search.png", args.query, [str(p) for p in gallery["paths"]], idx, dist,
                            size=cfg.input.size)

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager, nullcontext
-from typing import Any, Iterator
+from contextlib import nullcontext
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -26,33 +26,25 @@ def init_distributed(device_spec: str) -> tuple[int, int]:
     return rank, world
 
 
-def launch(cfg: Any, resume: str | None = None, force: bool = False) -> dict[str, Any]:
+def launch(cfg: Any, resume: str | None = None, force: bool = False, overwrite: bool = False) -> dict[str, Any]:
     """Train ``cfg`` in this process (one rank of a torchrun job, or alone) and return metrics.
 
-    The global rank 0 holds ``output_dir``'s run lock throughout (:mod:`.run_lock`; with ``force``
-    it trains even when another run holds it).
+    The folders are checked first (:func:`.guards.check_run_folders`: nothing is created when they
+    are unusable); the global rank 0 then holds ``output_dir``'s run lock throughout
+    (:mod:`.run_lock`; with ``force`` it trains even when another run holds it), and the trainer
+    checks, under the lock, that a previous run in the folder is resumed or moved aside.
     """
+    from .guards import check_run_folders
     from .run_lock import run_lock
     from .trainer import Trainer
 
+    check_run_folders(cfg)
     rank, world = init_distributed(cfg.device)
     if world > 1 and torch.cuda.is_available() and cfg.device in ("auto", "cuda"):
         cfg.device = f"cuda:{world_info()[2]}"
     try:
         with run_lock(cfg.output_dir, force=force) if rank == 0 else nullcontext():
-            return Trainer(cfg, resume=resume, rank=rank, world_size=world).fit()
+            return Trainer(cfg, resume=resume, rank=rank, world_size=world, overwrite=overwrite).fit()
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
-
-
-@contextmanager
-def local_rank_zero_first(distributed: bool, rank: int) -> Iterator[None]:
-    """Under DDP, each node's local rank 0 runs the block first (it builds the data set and the
-    image store, cached on disk) while the other ranks wait; they then run it (reading the cache)."""
-    first = int(os.environ.get("LOCAL_RANK", rank)) == 0
-    if distributed and not first:
-        dist.barrier()
-    yield
-    if distributed and first:
-        dist.barrier()

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from reid.atomic_io import atomic_write
+from reid.atomic_io import atomic_write, os_errors
 from reid.registry import UserError
 
 from .extractor import FeatureExtractor
@@ -61,7 +61,6 @@ def save_features(path: str | os.PathLike, features: Any, paths: Sequence[str], 
     if contract is not None:
         data["contract"] = np.asarray(json.dumps(contract))
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda f: np.savez(f, **data))
     return path
 
@@ -71,7 +70,7 @@ def load_features(path: str | os.PathLike) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise FeatureFileError(f"{path}: features file not found")
-    with np.load(path, allow_pickle=False) as f:
+    with os_errors(path, "cannot read the features file"), np.load(path, allow_pickle=False) as f:
         data = {k: f[k] for k in f.files}
     missing = [k for k in ("features", "paths") if k not in data]
     if missing:

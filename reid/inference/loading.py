@@ -5,6 +5,12 @@ Checkpoints written by the trainer carry ``config`` (the resolved config dict) a
 ``KEY=VALUE`` overrides given here replace or amend the stored config (e.g. another data set for a
 cross-domain test); the model is always built with the checkpoint's own class count, so the
 classifier (unused for retrieval) never keeps a checkpoint from loading.
+
+A checkpoint is data, never instructions: its stored config sets the model, the input contract and
+the test options, but no path. Keys that name files or folders (:func:`is_path_key`: ``output_dir``,
+``data.cache_dir``, ``dataset.root``, ``model.backbone.weights``, ...) and ``_base_`` are dropped from
+it, so where a command reads and writes comes from the user's command line and config only (the
+defaults otherwise); pretrained initial weights are never loaded (the checkpoint's replace them).
 """
 from __future__ import annotations
 
@@ -24,24 +30,49 @@ from reid.models import build_model
 #: Class count tried first when an old checkpoint does not record it (a prime, unlikely to equal
 #: any other layer width), to find the classifier's shape from the mismatching weights.
 PROBE_CLASSES = 997
+#: Key names (at any depth) that name a file or folder, and their endings.
+PATH_NAMES = ("_base_", "root", "path", "file", "weights", "output_dir", "cache_dir")
+PATH_ENDINGS = ("_dir", "_root", "_file", "_path", "_csv")
+
+
+def is_path_key(name: str) -> bool:
+    """Whether a config key named ``name`` (its last part) names a file or folder."""
+    return name in PATH_NAMES or name.endswith(PATH_ENDINGS)
+
+
+def stored_recipe(stored: Mapping[str, Any]) -> dict[str, Any]:
+    """The stored config of a checkpoint without its paths (:func:`is_path_key`) and with every
+    ``pretrained`` switch off: what a checkpoint may decide (see the module docstring)."""
+    out: dict[str, Any] = {}
+    for key, value in stored.items():
+        if is_path_key(str(key)):
+            continue
+        if key == "pretrained":
+            value = False
+        out[key] = stored_recipe(value) if isinstance(value, Mapping) else value
+    return out
 
 
 def checkpoint_config(state: Mapping[str, Any], checkpoint: str | os.PathLike, config: str | os.PathLike | None = None,
                       overrides: Iterable[str] = ()) -> Config:
     """The config to use with checkpoint ``state``: ``config`` (a YAML file) when given, else the
-    resolved config stored in the checkpoint; ``overrides`` (``KEY=VALUE``) are applied on top and
-    the result is validated like any config. A checkpoint without a stored config and no
+    resolved config stored in the checkpoint without its paths (:func:`stored_recipe`: they take
+    their defaults unless ``overrides`` set them); ``overrides`` (``KEY=VALUE``) are applied on top
+    and the result is validated like any config. A checkpoint without a stored config and no
     ``config`` is a :class:`CheckpointError`."""
     overrides = list(overrides)
     if config is not None:
         return load_config(config, overrides)
     stored = state.get("config")
+    if stored is not None and not isinstance(stored, dict):
+        raise CheckpointError(f"{checkpoint}: its stored config is a {type(stored).__name__}, not a mapping; "
+                              "name the config it was trained with: --config CFG")
     if not isinstance(stored, dict):
         raise CheckpointError(f"{checkpoint}: holds no config (written before checkpoints carried one); "
                               "name the config it was trained with: --config CFG")
     with tempfile.TemporaryDirectory(prefix="reid-ckpt-") as tmp:
         path = Path(tmp) / "config.yaml"
-        path.write_text(yaml.safe_dump(stored, sort_keys=False))
+        path.write_text(yaml.safe_dump(stored_recipe(stored), sort_keys=False))
         try:
             return load_config(path, overrides)
         except ConfigError as exc:

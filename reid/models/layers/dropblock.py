@@ -6,7 +6,9 @@ m = [A_bk < theta * max_{h,w} A_bk] (theta = 0.5); out_b = F_b * m. Eval: out = 
 
 BDB, Batch DropBlock (Dai et al., ICCV 2019; training only): one random band of
 round(height_ratio * H) rows (and round(width_ratio * W) columns; full width by default) zeroed
-at the same place for every sample of the batch. Eval: identity.
+at the same place for every sample of the batch; with ``set_shards(N)`` (``train.shards``, the
+release's 4-GPU DataParallel run) one band per shard ``x.chunk(N)``, as each replica drew its own
+(``models/networks.py:68-71``). Eval: identity.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reid.checks import Fraction, Positive, Prob
 from reid.models.layers.common import check_feature_map
 from reid.registry import LAYERS
 
@@ -25,7 +28,7 @@ class BADropBlock(nn.Module):
     Maps of another size are resized bilinearly (align_corners=True) to H x W before masking.
     """
 
-    def __init__(self, channels: int, threshold: float = 0.5, eps: float = 1e-12):
+    def __init__(self, channels: int, threshold: Prob = 0.5, eps: Positive = 1e-12):
         super().__init__()
         self.channels, self.threshold, self.eps = channels, threshold, eps
 
@@ -66,11 +69,16 @@ class BADropBlock(nn.Module):
 class BatchDropBlock(nn.Module):
     """BDB, [B, C, H, W] -> [B, C, H, W]; forward(x, generator=None)."""
 
-    def __init__(self, channels: int, height_ratio: float = 1 / 3, width_ratio: float = 1.0):
+    def __init__(self, channels: int, height_ratio: Fraction = 1 / 3, width_ratio: Fraction = 1.0):
         super().__init__()
         if not (0.0 < height_ratio <= 1.0 and 0.0 < width_ratio <= 1.0):
             raise ValueError(f"BDB: ratios must be in (0, 1], got {height_ratio}, {width_ratio}")
         self.channels, self.height_ratio, self.width_ratio = channels, height_ratio, width_ratio
+        self.shards = 1
+
+    def set_shards(self, shards: int) -> None:
+        """One band per shard of the batch (``x.chunk(shards)``, DataParallel's replicas)."""
+        self.shards = int(shards)
 
     def band_mask(self, height: int, width: int, generator: torch.Generator | None = None
                   ) -> torch.Tensor:
@@ -87,7 +95,10 @@ class BatchDropBlock(nn.Module):
         check_feature_map(x, self.channels, None, "BDB")
         if not self.training:
             return x
-        return x * self.band_mask(x.shape[2], x.shape[3], generator).to(x)
+        pieces = x.chunk(max(1, self.shards), dim=0)
+        if len(pieces) == 1:
+            return x * self.band_mask(x.shape[2], x.shape[3], generator).to(x)
+        return torch.cat([p * self.band_mask(x.shape[2], x.shape[3], generator).to(x) for p in pieces], dim=0)
 
     def extra_repr(self) -> str:
         return (
