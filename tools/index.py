@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from reid.cli import config_parser, run  # noqa: E402
+from reid.cli import config_parser, device, positive_int, run  # noqa: E402
 
 #: Option -> index parameter (reid.inference.index.PARAMS).
 OPTIONS = {"nlist": "nlist", "nprobe": "nprobe", "pq_m": "m", "pq_nbits": "nbits", "hnsw_m": "M",
@@ -47,11 +47,15 @@ def main() -> int:
              "ef_construction": "hnsw: candidates while building (default 80)",
              "ef_search": "hnsw: candidates per query (default 64)"}
     for option in OPTIONS:
-        parser.add_argument("--" + option.replace("_", "-"), type=int, default=None, metavar="N", help=helps[option])
-    parser.add_argument("--batch-size", type=int, default=None, help="--images: images per forward pass")
-    parser.add_argument("--device", default=None, help="--images: cpu | cuda | cuda:N (default: the config's)")
+        parser.add_argument("--" + option.replace("_", "-"), type=positive_int, default=None, metavar="N",
+                            help=helps[option])
+    parser.add_argument("--batch-size", type=positive_int, default=None, help="--images: images per forward pass")
+    parser.add_argument("--device", type=device, default=None,
+                        help="--images: cpu | cuda | cuda:N (default: the config's)")
     args = parser.parse_args()
 
+    from reid.atomic_io import check_apart
+    from reid.engine.guards import check_output_file
     from reid.inference.index import PARAMS, GalleryIndex, GalleryIndexError, check_params, import_faiss
     from reid.registry import UserError
 
@@ -79,8 +83,9 @@ def main() -> int:
         raise UserError("--images needs --checkpoint (the model that extracts the features)")
     if args.checkpoint is None and (args.config or args.overrides):
         raise UserError("--config and KEY=VALUE overrides need --checkpoint")
-    if args.batch_size is not None and args.batch_size < 1:
-        raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
+    out_key, out = ("--add", args.add) if args.add else ("--out", args.out)
+    check_output_file(out, out_key)
+    check_apart({out_key: out}, {"--checkpoint": args.checkpoint, "--config": args.config, "--features": args.features})
 
     features, paths, pids, camids, contract = (_from_images(args) if args.images else _from_features(args))
     if len(features) == 0:
@@ -91,11 +96,10 @@ def main() -> int:
             index = GalleryIndex.build(features, kind, params, contract, paths, pids, camids)
         except GalleryIndexError as exc:
             raise UserError(_options(str(exc))) from None
-        out = Path(args.out)
     else:
         index.check(contract, where)
         index.add(features, paths, pids, camids)
-        out = Path(args.add)
+    out = Path(out)
     index.save(out)
     print(f"=> wrote {out}: {index.kind} index"
           + (f" ({', '.join(f'{k}={v}' for k, v in index.params.items())})" if index.params else "")
@@ -148,6 +152,7 @@ def _from_features(args):
 
 def _from_images(args):
     """(features, paths, None, None, contract) of the images under --images, extracted with --checkpoint."""
+    from reid.atomic_io import check_apart
     from reid.inference import FeatureExtractor, list_images
     from reid.inference.features_io import extract_files
     from reid.inference.loading import feature_contract
@@ -159,6 +164,7 @@ def _from_images(args):
         raise UserError(f"--images {exc}") from None
     if not paths:
         raise UserError(f"--images {args.images}: no image files found")
+    check_apart({"--add" if args.add else "--out": args.add or args.out}, {"--images": paths})
     extractor = FeatureExtractor(args.checkpoint, device=args.device, config=args.config, overrides=args.overrides)
     extractor.batch_size = int(args.batch_size or extractor.cfg.test.batch_size)
     features, kept, failed = extract_files(extractor, paths)
