@@ -43,6 +43,7 @@ def main() -> int:
     from reid.engine.guards import check_output_file
     from reid.inference import FeatureExtractor, list_images
     from reid.inference.features_io import extract_files, save_features
+    from reid.inference.loading import feature_contract
     from reid.registry import UserError
 
     check_apart({"--out": args.out}, {"--checkpoint": args.checkpoint, "--config": args.config})
@@ -83,8 +84,9 @@ def main() -> int:
     if not kept:
         raise UserError(f"none of the {len(paths)} images could be read; nothing written")
     pick = (lambda values: [values[i] for i in kept]) if failed else (lambda values: values)
+    contract = {**feature_contract(cfg, extractor.model), "dim": int(features.shape[1])}  # for tools/index.py
     out = save_features(args.out, features.numpy(), pick(paths), pids=pick(pids) if pids else None,
-                        camids=pick(camids) if camids else None)
+                        camids=pick(camids) if camids else None, contract=contract)
     print(f"=> wrote {out}: features {list(features.shape)}" + (", pids, camids" if pids else ""))
     return 0
 

@@ -122,3 +122,38 @@ def load_model(checkpoint: str | os.PathLike, device: str | torch.device | None 
     model = build_from_checkpoint(state, cfg, checkpoint)
     spec = cfg.device if device is None else device
     return model.to(resolve_device(spec) if isinstance(spec, str) else torch.device(spec)), cfg
+
+
+#: Model keys that only say how the backbone was initialised before training (a flag, a file path):
+#: they do not change what a trained checkpoint computes, so the contract hash leaves them out.
+INIT_KEYS = ("pretrained", "weights")
+
+
+def contract_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a resolved config that decides a checkpoint's retrieval feature: the ``model``
+    section without the backbone's initialisation keys (:data:`INIT_KEYS`, paths included), the
+    ``input`` section (size, mean, std, interpolation) and ``test.flip``. No path is in it."""
+    def plain(v: Any) -> Any:
+        if isinstance(v, Mapping):
+            return {str(k): plain(x) for k, x in v.items() if k not in INIT_KEYS}
+        return [plain(x) for x in v] if isinstance(v, (list, tuple)) else v
+
+    return {"model": plain(cfg["model"]), "input": plain(cfg["input"]), "flip": bool(cfg["test"]["flip"])}
+
+
+def feature_contract(cfg: Mapping[str, Any], model: torch.nn.Module) -> dict[str, str]:
+    """``{"config": hash, "weights": hash}`` (16 hex digits each) of a loaded checkpoint: the config
+    hash of :func:`contract_config` (canonical JSON, so key order and paths do not matter) and a hash
+    of the model's weights (every state-dict tensor: name, dtype, shape, bytes; CPU order). Features
+    of two checkpoints are comparable only when both agree; the same config trained twice agrees
+    on ``config`` only."""
+    import hashlib
+    import json
+
+    config = hashlib.sha256(json.dumps(contract_config(cfg), sort_keys=True, default=str).encode()).hexdigest()
+    weights = hashlib.blake2b(digest_size=8)
+    for name, t in sorted(model.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        weights.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        weights.update(t.reshape(-1).view(torch.uint8).numpy())
+    return {"config": config[:16], "weights": weights.hexdigest()}
