@@ -76,8 +76,9 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
 
 def _refusal(path: Path, message: str) -> str:
     """The one-line error for a file ``weights_only`` loading refuses (``message``: torch's)."""
-    found = re.search(r"GLOBAL (\S+)", message)
-    what = f" ({found.group(1)})" if found else ""
+    found = re.search(r"(?:GLOBAL|Unsupported class) (\S+)", message)
+    name = re.sub(r"^(__builtin__|builtins)\.", "", found.group(1)) if found else ""
+    what = f" ({name})" if name else ""
     return (f"{path}: contains non-tensor Python objects{what} that reid refuses to unpickle, as loading "
             "them could run code; use a checkpoint written by reid, or, if you trust the file, load it once "
             "with torch.load(weights_only=False) and torch.save its state dicts as plain dicts of tensors")
@@ -95,7 +96,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:  # weights_only's refusals, or a broken pickle
         detail = str(exc).split("WeightsUnpickler error:", 1)[-1].strip()
-        if "GLOBAL" in detail:  # a class or function to call: what code execution needs
+        if "GLOBAL" in detail or "Unsupported class" in detail:  # a class or function to call (torch 2.1 says
+            # "Unsupported class X"): what code execution needs
             raise CheckpointError(_refusal(path, detail)) from None
         detail = detail.splitlines()[0] if detail else type(exc).__name__
         raise CheckpointError(f"{path}: not a readable checkpoint ({detail})") from None

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -99,6 +99,11 @@ class PeakMemory:
             self.bytes = _status_kib("VmHWM") * 1024 - self._start
 
 
+def _start_ns(event: Any) -> int:
+    """An allocation record's start time in ns (torch < 2.2 gives microseconds only: ``start_us``)."""
+    return event.start_ns() if hasattr(event, "start_ns") else int(event.start_us()) * 1000
+
+
 class AllocationPeak:
     """The peak of tensor memory allocated inside a block, above what was allocated at its start,
     counted exactly from the allocator's records (``torch.profiler`` with ``profile_memory``): the
@@ -126,7 +131,7 @@ class AllocationPeak:
         if exc[0] is not None:
             return
         want = "CUDA" if self.device.type == "cuda" else "CPU"
-        records = sorted((e.start_ns(), e.nbytes()) for e in self._prof.profiler.kineto_results.events()
+        records = sorted((_start_ns(e), e.nbytes()) for e in self._prof.profiler.kineto_results.events()
                          if e.name() == "[memory]" and want in str(e.device_type()))
         current = peak = 0
         for _, nbytes in records:

@@ -7,6 +7,7 @@ TorchScript extra file ``reid.json``."""
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import os
 import sys
@@ -23,6 +24,9 @@ from reid.atomic_io import atomic_file
 FORMATS = ("onnx", "torchscript")
 #: ONNX opset of the TorchScript-based exporter (the torch.export-based one writes its default, 18+).
 OPSET = 17
+#: The keyword that picks the TorchScript-based exporter where torch has both (torch >= 2.5: ``dynamo``);
+#: empty on older torch, whose ``torch.onnx.export`` is that exporter and has no dynamo fallback.
+LEGACY = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
 
 
 class FeatureGraph(nn.Module):
@@ -102,13 +106,16 @@ def export_onnx(graph: FeatureGraph, example: torch.Tensor, path: str | os.PathL
         if not dynamo:
             try:
                 with _quiet_fds() if dynamo is None else contextlib.nullcontext():
-                    torch.onnx.export(graph, (example,), str(path), dynamo=False, opset_version=OPSET,
+                    torch.onnx.export(graph, (example,), str(path), opset_version=OPSET, **LEGACY,
                                       dynamic_axes={"images": {0: "batch"}, "features": {0: "batch"}}, **names)
                 done = True
             except Exception as exc:  # noqa: BLE001 - an operator the legacy exporter lacks
                 if dynamo is False:
                     raise RuntimeError(f"ONNX export failed: {str(exc).splitlines()[0]}") from None
         if not done:
+            if not LEGACY:  # torch < 2.5: no dynamo exporter to fall back to
+                raise RuntimeError("ONNX export failed with the TorchScript-based exporter, and this torch "
+                                   f"{torch.__version__} has no dynamo exporter (torch >= 2.5) to fall back to")
             batch = torch.export.Dim("batch", min=1, max=4096)
             program = torch.onnx.export(graph, (example,), dynamo=True, dynamic_shapes=({0: batch},),
                                         verbose=False, **names)
