@@ -166,7 +166,7 @@ def _inert(names) -> None:
             if sub not in sys.modules:
                 sys.modules[sub] = _InertModule(sub)
                 if i > 1:
-                    setattr(sys.modules[".".join(parts[:i - 1])], parts[i - 1], sys.modules[sub])
+                    setattr(importlib.import_module(".".join(parts[:i - 1])), parts[i - 1], sys.modules[sub])
 
 
 # ---------------------------------------------------------------- old torch APIs
@@ -186,7 +186,7 @@ def _old_addmm_(self, *args, **kwargs):
 
 
 def install(release_dir: str | Path, inert=("ignite", "ignite.engine", "ignite.handlers", "ignite.metrics",
-                                            "sklearn", "sklearn.preprocessing", "cv2", "yacs", "yacs.config",
+                                            "sklearn", "sklearn.preprocessing", "sklearn.metrics", "cv2", "yacs", "yacs.config",
                                             "tensorboardX", "scipy.misc")) -> None:
     """Float64 by default, the shims above, the release's directory first on ``sys.path``."""
     import torch._dynamo  # noqa: F401  (imported before the stand-ins: it looks up module specs)
@@ -225,3 +225,40 @@ def py_random_state(step: int, state=None):
     random.seed(10_000 + step)
     np.random.seed(10_000 + step)
     return random.getstate(), np.random.get_state()
+
+
+def nested_function(path: str | Path, outer: str, name: str, namespace: dict):
+    """The function ``name`` defined inside the function ``outer`` of the file ``path`` (e.g. a
+    release's lr schedule or criterion written inside ``main``), compiled from that file with the
+    globals ``namespace`` (the names it closes over)."""
+    import ast
+
+    tree = ast.parse(Path(path).read_text(), filename=str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef) and node.name == outer:
+            for inner in ast.walk(node):
+                if isinstance(inner, ast.FunctionDef) and inner.name == name:
+                    code = compile(ast.Module(body=[inner], type_ignores=[]), str(path), "exec")
+                    exec(code, namespace)  # noqa: S102 - the release's own source, read from its checkout
+                    return namespace[name]
+    raise SystemExit(f"error: no function {outer}.{name} in {path}")
+
+
+class TorchRandom:
+    """``random``-module stand-in whose ``randint(a, b)`` draws from torch's generator (as reid does),
+    so that both sides draw the same values from the same torch state."""
+
+    @staticmethod
+    def randint(a: int, b: int) -> int:
+        return int(torch.randint(a, b + 1, (1,)))
+
+
+def alias_package(alias: str, path: str | Path) -> types.ModuleType:
+    """Make the release's package directory ``path`` importable as ``alias`` (its ``__init__`` is not run):
+    PCB's and RGA-Net's code is a package called ``reid``, like ours."""
+    pkg = types.ModuleType(alias)
+    pkg.__path__ = [str(Path(path).resolve())]
+    pkg.__spec__ = importlib.machinery.ModuleSpec(alias, None, is_package=True)
+    pkg.__spec__.submodule_search_locations = pkg.__path__
+    sys.modules[alias] = pkg
+    return pkg
