@@ -71,6 +71,9 @@ DEFAULTS: dict[str, Any] = {
         "num_instances": 4,
         "epoch": "images",  # images (a pass over the images in chunks of K) | identities (each identity once)
         "last_batch": "drop",  # identities mode, leftover identities: drop | keep (one smaller last batch)
+        # images mode, fewer than P identities with chunks left: top_up (reid: fill the batch with other
+        # identities, a fixed number of batches) | stop (BoT's release: end the epoch there)
+        "exhausted": "top_up",
     },
     "data": {
         "cache_dir": ".cache/reid",  # decoded image stores and generated data sets
@@ -117,6 +120,12 @@ DEFAULTS: dict[str, Any] = {
         "checkpoint_modules": [],
         "eval_before": False,  # evaluate the untrained model first (printed as 'before')
         "select_on": "test",  # which metrics pick checkpoints/best.pth: test | val (held-out train images)
+        "select_metric": "mAP",  # the number that picks checkpoints/best.pth: mAP | rank1 (BDB's release)
+        # emulate nn.DataParallel over N GPUs inside each batch (the releases' multi-GPU runs): BatchNorm
+        # statistics per shard of B/N images (running statistics from the first shard only, as
+        # DataParallel kept replica 0's) and per-replica random draws (BDB's drop band) per shard.
+        # Under DDP with W processes each process takes N / W shards of its batch. 1: off
+        "shards": 1,
         "sync_bn": False,  # DDP: batch-norm statistics over the global batch (SyncBN)
         "gather_outputs": True,  # DDP: losses (triplet mining, CE) over the gathered global batch
         "find_unused_parameters": False,  # DDP: for models with outputs no loss uses
@@ -133,7 +142,10 @@ DEFAULTS: dict[str, Any] = {
         "batch_size": 128,
         "flip": False,  # average features of the image and its mirror
         "normalize": True,  # L2-normalise features
-        "metric": "cosine",  # cosine | euclidean
+        # normalize: L2-normalise each of this many equal consecutive slices of the feature on its own
+        # (PCB's release: 6, each pooled 2,048-D stripe); 1: the whole vector
+        "norm_parts": 1,
+        "metric": "cosine",  # cosine | euclidean | sqeuclidean (squared Euclidean, PCB's release)
         "max_rank": 50,
         "rerank": False,
         "aqe": False,
@@ -291,6 +303,7 @@ VALUE_CHECKS: dict[str, Range | Choice | Items] = {
     "sampler.num_instances": Range(1),
     "sampler.epoch": Choice("images", "identities"),  # reid.data.sampler.EPOCHS
     "sampler.last_batch": Choice("drop", "keep"),  # reid.data.sampler.LAST_BATCHES
+    "sampler.exhausted": Choice("top_up", "stop"),  # reid.data.sampler.EXHAUSTED
     "data.cache_dir": Pattern(r"\s*\S.*", text="a folder path"),
     "data.workers": Range(0),
     "data.on_device": Choice("auto", True, False, "true", "false", types=(str, bool),
@@ -316,9 +329,12 @@ VALUE_CHECKS: dict[str, Range | Choice | Items] = {
     "train.eval_period": Range(0),
     "train.checkpoint_period": Range(1),
     "train.select_on": Choice("test", "val"),
+    "train.select_metric": Choice("mAP", "rank1"),
+    "train.shards": Range(1, 64),
     "train.dtype": Choice("float32", "float64"),
     "test.batch_size": Range(1),
-    "test.metric": Choice("cosine", "euclidean"),
+    "test.metric": Choice("cosine", "euclidean", "sqeuclidean"),  # reid.evaluation.distance.METRICS
+    "test.norm_parts": Range(1, 4096),
     "test.max_rank": Range(1),
 }
 

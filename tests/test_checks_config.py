@@ -17,7 +17,7 @@ from reid.config import VALUE_CHECKS, ConfigError, load_config
     ("input.pixel_mean=[0.5]", "key 'input.pixel_mean' expects a list of 3 numbers in [0, 1]"),
     ("input.pixel_mean=[123.7,116.3,103.5]", "key 'input.pixel_mean' expects a list of 3 numbers in [0, 1]"),
     # test-side settings (item 4)
-    ("test.metric=manhattan", "key 'test.metric' expects one of cosine, euclidean, got 'manhattan'"),
+    ("test.metric=manhattan", "key 'test.metric' expects one of cosine, euclidean, sqeuclidean, got 'manhattan'"),
     ("test.batch_size=0", "key 'test.batch_size' expects an integer >= 1, got 0"),
     ("test.max_rank=0", "key 'test.max_rank' expects an integer >= 1"),
     # former tracebacks (item 5)

@@ -48,7 +48,7 @@ def test_config_loads_with_the_specified_schedule(path):
     if family == "pcb":
         assert cfg.model.trunk == "layer4" and cfg.model.backbone.last_stride == 1
         (branch,) = cfg.model.branches
-        assert branch.stripes == 6 and branch.head == "conv_reduction" and branch.head_dim == 256
+        assert branch.stripes == 6 and branch.head["name"] == "conv_reduction" and branch.head_dim == 256
         assert set(cfg.losses) == {"ce"} and cfg.losses.ce.epsilon == 0.0
         opt = cfg.optimizer
         assert opt.name == "sgd" and opt.lr == pytest.approx(0.1) and opt.lr_mults == {"backbone": 0.1}
@@ -59,10 +59,11 @@ def test_config_loads_with_the_specified_schedule(path):
         assert cfg.model.trunk == "layer3[0]"
         assert cfg.losses.triplet.margin == 1.2 and set(cfg.losses) == {"ce", "triplet"}
         assert cfg.optimizer.name == "adam" and cfg.optimizer.lr == pytest.approx(2e-4)
-        assert cfg.optimizer.weight_decay == pytest.approx(5e-4) and cfg.train.epochs == 400
+        assert cfg.optimizer.weight_decay == pytest.approx(5e-4)
+        assert cfg.train.epochs == (399 if family == "mgn" else 400)  # MGN-pytorch's loop runs 399
         assert cfg.test.flip is True
         if family == "mgn":
-            assert cfg.schedule.milestones == [320, 380]
+            assert cfg.schedule.milestones == [319, 379]  # step_320_380, the release's scheduler one epoch ahead
             # MGN-pytorch's documented runs: its default --pool avg; its _init_reduction/_init_fc
             assert cfg.model.init == "mgn" and {b.pooling for b in cfg.model.branches} == {"avg"}
             assert (cfg.sampler.num_ids, cfg.sampler.num_instances) == (16, 4)
@@ -112,9 +113,11 @@ def test_fusion_ladder_ends_at_the_fusion_network_and_passes_through_mgn():
     plain = load(rung("fusion_5_baseline_l2_l3")).model.to_dict()
     mgn = load(ROOT / "configs" / "mgn" / "market1501.yaml").model.to_dict()
     # the rung is MGN's architecture; pooling and init are recipe choices: the MGN configs follow
-    # MGN-pytorch's runs (avg pooling, its init), the fusion family the paper's MGN (max pooling)
+    # MGN-pytorch's runs (avg pooling, its init and identical starting reductions), the fusion
+    # family the paper's MGN (max pooling)
     for section in (plain, mgn):
         section.pop("init")
+        section.pop("same_init")
         for branch in section["branches"]:
             branch.pop("pooling")
     assert plain == mgn
@@ -172,7 +175,7 @@ def test_pcb_outputs():
     assert out["features"] == []  # CE only
     model.eval()
     with torch.no_grad():
-        assert model(x)["features"].shape == (4, 6 * 256)
+        assert model(x)["features"].shape == (4, 6 * 512)  # G (the release's test feature): 6 pooled stripes
 
 
 def test_pcb_test_feature_g_is_the_pooled_stripes():
@@ -195,8 +198,13 @@ def test_pcb_test_feature_g_is_the_pooled_stripes():
 def test_mgn_pooling_and_init_as_released():
     """MGN config: average pooling of the global map and the stripes; reductions Conv kaiming fan_in
     with BN weights N(1, 0.02), classifiers kaiming fan_out (std sqrt(2 / classes)), bias 0.
-    init default: conv fan_out, BN weights 1, classifiers N(0, 0.001)."""
-    cfg = load(ROOT / "configs" / "mgn" / "market1501.yaml", *SMALL)
+    init default: conv fan_out, BN weights 1, classifiers N(0, 0.001). The recipe's reductions start
+    identical (model.same_init, as the release's deep copies); the distributions are checked over
+    eight independent draws (same_init=false)."""
+    same, _, _ = trainer_parts(load(ROOT / "configs" / "mgn" / "market1501.yaml", *SMALL), 751, input_size=SIZE)
+    first, *others = [h.reduction.state_dict() for b in same.branches for h in b.heads]
+    assert len(others) == 7 and all(torch.equal(first[k], o[k]) for o in others for k in first)
+    cfg = load(ROOT / "configs" / "mgn" / "market1501.yaml", *SMALL, "model.same_init=false")
     model, _, _ = trainer_parts(cfg, 751, input_size=SIZE)
     part2 = model.branches[1]
     x = torch.randn(2, 3, *SIZE)

@@ -192,7 +192,8 @@ def build_train_loader(cfg: Any, dataset: ReidDataset, device: torch.device | st
     camids = np.array([s.camid for s in train], dtype=np.int64)
     sampler = PKSampler(pids, int(cfg.sampler.num_ids), int(cfg.sampler.num_instances),
                         seed=int(cfg.seed), rank=rank, world_size=world_size,
-                        epoch=str(cfg.sampler.epoch), last_batch=str(cfg.sampler.last_batch))
+                        epoch=str(cfg.sampler.epoch), last_batch=str(cfg.sampler.last_batch),
+                        exhausted=str(cfg.sampler.exhausted))
     if rank == 0:
         log_sampler_shortfall(pids, int(cfg.sampler.num_ids), int(cfg.sampler.num_instances))
     return TrainLoader(images, pids, camids, sampler, augment, device, masks=masks,

@@ -9,6 +9,12 @@ Two definitions of an epoch (``sampler.epoch``), as the released codes of the re
   identities left over after the last full batch are dropped (``last_batch: drop``, a DataLoader with
   ``drop_last=True``: RGA-Net, BDB) or form one smaller last batch (``last_batch: keep``,
   ``drop_last=False``: MGN-pytorch, LAG-Net).
+
+``images`` epoch, once fewer than P identities have chunks left (``sampler.exhausted``): ``top_up``
+fills each remaining batch with other identities (a fixed number of batches, e.g. 185 on Market);
+``stop`` ends the epoch there, as BoT's release (``data/samplers/triplet_sampler.py:63``,
+``while len(avai_pids) >= self.num_pids_per_batch``): the number of batches then varies by epoch
+(Market-1501 at 16 x 4: 182-184) and ``len()`` is that of the current epoch.
 """
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ from .datasets.base import DatasetError
 
 EPOCHS = ("images", "identities")
 LAST_BATCHES = ("drop", "keep")
+EXHAUSTED = ("top_up", "stop")
 
 
 def batches_per_epoch(images_per_id: Sequence[int], num_ids: int, num_instances: int, epoch: str = "images",
@@ -64,7 +71,8 @@ class PKSampler:
     """
 
     def __init__(self, pids: Sequence[int], num_ids: int, num_instances: int, seed: int = 0,
-                 rank: int = 0, world_size: int = 1, epoch: str = "images", last_batch: str = "drop"):
+                 rank: int = 0, world_size: int = 1, epoch: str = "images", last_batch: str = "drop",
+                 exhausted: str = "top_up"):
         pids = np.asarray(pids, dtype=np.int64)
         self.num_ids, self.num_instances = int(num_ids), int(num_instances)
         self.seed, self.rank, self.world_size = int(seed), int(rank), int(world_size)
@@ -72,7 +80,10 @@ class PKSampler:
             raise ValueError(f"unknown sampler.epoch '{epoch}'{suggestion(str(epoch), EPOCHS)}")
         if last_batch not in LAST_BATCHES:
             raise ValueError(f"unknown sampler.last_batch '{last_batch}'{suggestion(str(last_batch), LAST_BATCHES)}")
-        self.mode, self.last_batch = epoch, last_batch
+        if exhausted not in EXHAUSTED:
+            raise ValueError(f"unknown sampler.exhausted '{exhausted}'{suggestion(str(exhausted), EXHAUSTED)}")
+        self.mode, self.last_batch, self.exhausted = epoch, last_batch, exhausted
+        self._cached: tuple[int, list[np.ndarray]] | None = None
         self.epoch = 0
         uniq, inverse = np.unique(pids, return_inverse=True)
         order = np.argsort(inverse, kind="stable")
@@ -92,15 +103,26 @@ class PKSampler:
         self.epoch = int(epoch)
 
     def __len__(self) -> int:
+        if self.mode == "images" and self.exhausted == "stop":
+            return len(self.batches())
         return self._len
 
     def batches(self, epoch: int | None = None) -> list[np.ndarray]:
         """This rank's batches of epoch ``epoch`` (default: the current one): [P*K] index arrays
         (smaller in a kept last batch of the ``identities`` mode)."""
         epoch = self.epoch if epoch is None else int(epoch)
+        if self._cached is not None and self._cached[0] == epoch:
+            return self._cached[1]
         rng = np.random.default_rng([self.seed, epoch, 1729])
         if self.mode == "identities":
-            return self._identity_batches(rng)
+            out = self._identity_batches(rng)
+        else:
+            out = self._image_batches(rng)
+        self._cached = (epoch, out)
+        return out
+
+    def _image_batches(self, rng: np.random.Generator) -> list[np.ndarray]:
+        """``images`` mode: chunks of K per identity, P identities with chunks left per rank and batch."""
         k, p_all = self.num_instances, self.num_ids * self.world_size
         chunks: list[list[np.ndarray]] = []
         for g in self.groups:
@@ -109,8 +131,11 @@ class PKSampler:
             chunks.append([idx[j * k:(j + 1) * k] for j in range(n)])
         remaining = np.array([len(c) for c in chunks])
         out = []
-        for _ in range(self._len):
+        stop = self.exhausted == "stop"
+        while stop or len(out) < self._len:
             avail = np.flatnonzero(remaining > 0)
+            if stop and len(avail) < p_all:
+                break
             if len(avail) >= p_all:
                 ids = rng.choice(avail, p_all, replace=False)
             else:  # top up with fresh chunks of other identities

@@ -66,7 +66,8 @@ class Evaluator:
         start, end = shard_bounds(len(images))
         feats = extract_features(
             model, images[start:end], lambda x: to_input(x, self.cfg), batch_size=int(test.batch_size),
-            flip=bool(test.flip), normalize=bool(test.normalize), device=self.device, progress=start == 0,
+            flip=bool(test.flip), normalize=bool(test.normalize), norm_parts=int(test.norm_parts),
+            device=self.device, progress=start == 0,
         )
         return gather_shards(feats, len(images), self.device)
 

@@ -155,7 +155,8 @@ class Checkpointer(HookBase):
 
 class Evaluation(HookBase):
     """``train.eval_before``; every ``train.eval_period`` epochs and after the last: the test
-    metrics, with ``train.select_on: val`` the validation metrics too (their mAP is the score);
+    metrics, with ``train.select_on: val`` the validation metrics too (their ``train.select_metric``,
+    mAP or rank1, is the score);
     each record goes to ``trainer.history``. A ``fit`` whose last epoch was not evaluated by it (a
     resume after the last epoch) ends with a ``final`` evaluation. ``trainer.final``: the latest."""
 
@@ -172,10 +173,11 @@ class Evaluation(HookBase):
             return
         step = stats.epoch + 1
         t.final = t.evaluate(f"epoch {step}", step=step)
-        stats.record, stats.score = {"epoch": step, **t.final}, t.final["mAP"]
+        key = str(t.cfg.train.select_metric)  # mAP, or rank1 (BDB's release keeps the best rank-1)
+        stats.record, stats.score = {"epoch": step, **t.final}, t.final[key]
         if t.val_evaluator is not None:
             val = t.evaluate(f"epoch {step} (validation)", step=step, evaluator=t.val_evaluator, tag="val")
-            stats.record["val"], stats.score = val, val["mAP"]
+            stats.record["val"], stats.score = val, val[key]
         t.history.append(stats.record)
         self.last = stats.epoch
 
@@ -194,7 +196,8 @@ class BestModel(HookBase):
         if not t.fitting or stats.record is None:
             return
         if stats.score > t.best.get("score", t.best["mAP"]):
-            t.best = {**stats.record, "score": stats.score, "selected_on": t.cfg.train.select_on}
+            t.best = {**stats.record, "score": stats.score, "selected_on": t.cfg.train.select_on,
+                      "selected_by": t.cfg.train.select_metric}
             t.save("best", stats.epoch)
 
 

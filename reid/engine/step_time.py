@@ -236,6 +236,8 @@ def training_length(cfg: Any) -> dict[str, Any]:
             batches, exact = batches_per_epoch([k] * ids, p, k, mode, last), True
         else:
             batches, exact = max(1, int((images - ids * (k - 1) / 2) / k) // p), False
+    if mode == "images" and str(s.exhausted) == "stop":
+        exact = False  # BoT's stopping rule: a few batches fewer, varying by epoch (at most this many)
     per_epoch = min(batches, int(cfg.train.iters_per_epoch)) if cfg.train.iters_per_epoch else batches
     epochs = int(cfg.train.epochs)
     return {"batches": batches, "iters_per_epoch": per_epoch, "epochs": epochs, "total": per_epoch * epochs,

@@ -23,6 +23,7 @@ from reid.atomic_io import atomic_write_text
 from reid.config import Config, save_config
 from reid.data.datasets.base import ReidDataset
 from reid.models.checkpointing import checkpoint_modules
+from reid.models.layers.shards import emulate_data_parallel
 from reid.registry import ConfigError
 
 from .amp import DTYPES, CastInput, amp_dtype, autocast, backward_and_step, grad_scaler
@@ -101,9 +102,16 @@ class Trainer:
         return reid.models.build_model(self.cfg.model, self.dataset.num_train_ids, input_size=self.cfg.input.size)
 
     def place_model(self, model: torch.nn.Module) -> torch.nn.Module:
-        """Device and dtype; SyncBN (``train.sync_bn`` under DDP), ``train.channels_last``,
+        """Device and dtype; DataParallel's per-shard BatchNorm (``train.shards``); SyncBN
+        (``train.sync_bn`` under DDP), ``train.channels_last``,
         activation checkpointing (``train.checkpoint_modules``)."""
         model = model.to(self.device, self.dtype)
+        shards = int(self.cfg.train.shards)
+        if shards > 1:  # DataParallel's shards within each process's batch (N / W of them under DDP)
+            if shards % self.world_size or (self.distributed and self.cfg.train.sync_bn):
+                raise ConfigError(f"train.shards = {shards} needs a multiple of the {self.world_size} processes "
+                                  "and train.sync_bn = false")
+            model = emulate_data_parallel(model, shards // self.world_size)
         if self.distributed and self.cfg.train.sync_bn:
             model = convert_sync_bn(model, self.device)
         if self.cfg.train.channels_last:

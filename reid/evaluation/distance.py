@@ -5,7 +5,7 @@ import torch
 
 from reid.registry import suggestion
 
-METRICS = ("cosine", "euclidean")
+METRICS = ("cosine", "euclidean", "sqeuclidean")
 
 
 def check_metric(metric: str) -> str:
@@ -19,8 +19,9 @@ def compute_distance(qf: torch.Tensor, gf: torch.Tensor, metric: str = "cosine")
     """Distance matrix [Nq, Ng] between features ``qf`` [Nq, D] and ``gf`` [Ng, D].
 
     ``cosine``: ``1 - cos(q, g)`` (features are L2-normalised here, so un-normalised input works).
-    ``euclidean``: ``||q - g||_2`` (clamped at 0 before the square root). Computed on the features'
-    device in float32 (float64 input stays float64).
+    ``euclidean``: ``||q - g||_2`` (clamped at 0 before the square root); ``sqeuclidean``: its square
+    (PCB's release; the same ranking). Computed on the features' device in float32 (float64 input
+    stays float64).
     """
     check_metric(metric)
     qf = torch.as_tensor(qf)
@@ -36,8 +37,8 @@ def compute_distance(qf: torch.Tensor, gf: torch.Tensor, metric: str = "cosine")
         return 1.0 - qn @ gn.T
     q2 = (qf * qf).sum(1, keepdim=True)  # euclidean
     g2 = (gf * gf).sum(1)
-    d2 = torch.addmm(q2 + g2, qf, gf.T, beta=1.0, alpha=-2.0)
-    return d2.clamp_(min=0).sqrt_()
+    d2 = torch.addmm(q2 + g2, qf, gf.T, beta=1.0, alpha=-2.0).clamp_(min=0)
+    return d2 if metric == "sqeuclidean" else d2.sqrt_()
 
 
 class PreparedGallery:
@@ -60,4 +61,5 @@ class PreparedGallery:
         if self.metric == "cosine":
             return 1.0 - torch.nn.functional.normalize(qf, dim=1) @ self.g.T
         d2 = torch.addmm((qf * qf).sum(1, keepdim=True) + self.g2, qf, self.g.T, beta=1.0, alpha=-2.0)
-        return d2.clamp_(min=0).sqrt_()
+        d2 = d2.clamp_(min=0)
+        return d2 if self.metric == "sqeuclidean" else d2.sqrt_()

@@ -37,7 +37,7 @@ from torch import nn
 from reid.models.build import backbone_groups, build_backbone
 from reid.models.heads import InitScheme, StripePool, avg_max, init_classifier, init_kaiming, init_scheme
 from reid.models.layers import LAS, BADropBlock
-from reid.models.layers.common import conv_bn
+from reid.models.layers.common import conv_bn, same_start
 from reid.models.layers.las import LasPooling
 from reid.registry import MODELS, ConfigError, suggestion
 
@@ -81,7 +81,9 @@ class LAGNet(nn.Module):
     ``las_pooling``: add (released code) | mul (WS-DAN attention pooling); ``num_parts``: M;
     ``drop_threshold``: BA-DropBlock's theta; ``use_drop``: the BA-DropBlock branch (d head);
     ``embed_dim``/``triplet_dim``: head and triplet-reduction widths; ``stripes``: part stripes;
-    ``part_triplet``: head | stripes, ``stripes_from``: map | pooled, ``init``: an init scheme.
+    ``part_triplet``: head | stripes, ``stripes_from``: map | pooled, ``init``: an init scheme;
+    ``same_init``: the triplet reductions start identical (the release deep-copies one), else each
+    is drawn on its own.
     The backbone's ``last_stride`` is irrelevant: each stream sets its own layer4 stride.
     """
 
@@ -89,7 +91,8 @@ class LAGNet(nn.Module):
                  backbone: dict = {"name": "resnet50", "last_stride": 1},  # noqa: B006
                  las_pooling: LasPooling = "add", num_parts: int = 24, drop_threshold: float = 0.5,
                  use_drop: bool = True, embed_dim: int = 512, triplet_dim: int = 256, stripes: int = 3,
-                 part_triplet: PartTriplet = "head", stripes_from: StripeSource = "map", init: str = "lagnet"):
+                 part_triplet: PartTriplet = "head", stripes_from: StripeSource = "map", init: str = "lagnet",
+                 same_init: bool = False):
         super().__init__()
         for key, value, choices in (("part_triplet", part_triplet, PART_TRIPLETS),
                                     ("stripes_from", stripes_from, STRIPE_SOURCES)):
@@ -123,6 +126,8 @@ class LAGNet(nn.Module):
         self.triplet_names.append("ps_head" if part_triplet == "head" else "stripes")
         self.stripe_reductions = nn.ModuleList(
             conv_reduction(channels, triplet_dim, scheme) for _ in range(stripes if part_triplet == "stripes" else 0))
+        if same_init:  # the release: one reduction initialised, then deep-copied (lag.py:123-132)
+            same_start([*self.reductions.values(), *self.stripe_reductions])
         self.feature_dim = embed_dim * len(self.head_names)
         self._backbone_modules = [self.trunk, self.global_stream, self.part_stream, self.la_stream]
 

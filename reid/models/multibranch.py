@@ -27,6 +27,7 @@ from reid.models.backbones.base import ShapeSpec, parse_trunk
 from reid.models.build import backbone_groups, build_backbone
 from reid.models.heads import HeadOutput, StripePool, init_scheme
 from reid.models.heads.pooling import STRIPE_MODES
+from reid.models.layers.common import same_start
 from reid.registry import HEADS, LAYERS, MODELS, POOLINGS, ConfigError, Registry, suggestion
 
 __all__ = ["BranchSpec", "Branch", "MultiBranchNet", "parse_trunk", "build_layer"]
@@ -70,6 +71,10 @@ class BranchSpec:
     (reduction) the triplet feature before the dropout (``embedding``, LAGA-Net's paper) or after it.
     triplet / stripe_triplet: whether the global / stripe features feed the ``features`` output
     (the triplet loss).
+    shared_reduction: the stripe heads (conv_reduction) share ONE Conv1x1 + BN, applied to all stripes
+    at once so that the BN statistics pool the B x K stripe vectors (PCB's release, ``resnet.py:46,49,
+    137-139``: one ``local_conv`` + ``feat_bn2d`` on the [B, C, 6, 1] map); each stripe keeps its own
+    classifier. False: one reduction per stripe.
     """
 
     name: str = ""
@@ -86,6 +91,7 @@ class BranchSpec:
     triplet: bool = True
     stripe_triplet: bool = True
     triplet_input: str = "embedding"
+    shared_reduction: bool = False
 
     @property
     def pooling_name(self) -> str:
@@ -145,6 +151,8 @@ class BranchSpec:
                 users = [h for h in HEADS.names() if kw in HEADS.parameters(h)]
                 raise ConfigError(f"{where}: {field} applies to head {' / '.join(repr(h) for h in users)} only "
                                   f"(this branch: '{head}')")
+        if out.shared_reduction and (out.head_name != "conv_reduction" or out.stripes < 2):
+            raise ConfigError(f"{where}: shared_reduction needs head 'conv_reduction' and stripes >= 2")
         if not out.global_feature and out.stripes < 1:
             raise ConfigError(f"{where}: a branch needs global_feature: true or stripes >= 1")
         for attn in out.before + out.after:
@@ -199,6 +207,10 @@ class Branch(nn.Module):
             kwargs.setdefault("init", init)
         self.heads = nn.ModuleList(HEADS.build(spec.head_name, channels, num_classes, **kwargs)
                                    for _ in range(n_heads))
+        if spec.shared_reduction:  # one module object: its parameters appear under each head's key
+            first = self.heads[int(spec.global_feature)]
+            for head in list(self.heads)[int(spec.global_feature) + 1:]:
+                head.reduction = first.reduction
         self.head_names = ([spec.name] if spec.global_feature else []) + [
             f"{spec.name}.p{k + 1}" for k in range(spec.stripes)]
         self.triplet_flags = ([spec.triplet] if spec.global_feature else []) + [spec.stripe_triplet] * spec.stripes
@@ -210,9 +222,17 @@ class Branch(nn.Module):
     def forward(self, x: torch.Tensor) -> list[HeadOutput]:
         fmap = self.feature_map(x)
         pooled = [self.global_pool(fmap)] if self.global_pool is not None else []
-        if self.stripe_pool is not None:
-            pooled += self.stripe_pool(fmap)
-        return [head(v) for head, v in zip(self.heads, pooled)]
+        outs = [head(v) for head, v in zip(self.heads, pooled)]
+        if self.stripe_pool is None:
+            return outs
+        stripes = self.stripe_pool(fmap)
+        heads = list(self.heads)[len(outs):]
+        if not self.spec.shared_reduction:
+            return outs + [head(v) for head, v in zip(heads, stripes)]
+        # image-major [B * K, C], so that a shard of the batch (train.shards) holds whole images
+        x = torch.stack(stripes, dim=1)
+        r = heads[0].reduce(x.flatten(0, 1)).view(x.shape[0], x.shape[1], -1)
+        return outs + [head.from_reduced(v, r[:, k]) for k, (head, v) in enumerate(zip(heads, stripes))]
 
 
 @MODELS.register("multibranch")
@@ -221,13 +241,16 @@ class MultiBranchNet(nn.Module):
     :class:`BranchSpec` dicts; ``share_layer4`` makes all branches share one copy of the stages
     after the trunk (the MBA code's behaviour). ``input_size`` [H, W]: the input size the
     size-dependent layers (SAM-RPE) are built for; null takes ``input.size`` (via build_model).
-    ``init``: the heads' init scheme (default | mgn | bdb | lagnet, :mod:`reid.models.heads.init`)."""
+    ``init``: the heads' init scheme (default | mgn | bdb | lagnet, :mod:`reid.models.heads.init`).
+    ``same_init``: every head's ``reduction`` (conv_reduction heads) starts as a copy of the first
+    one, as MGN-pytorch's one reduction deep-copied eight times; False: each drawn on its own."""
 
     def __init__(self, num_classes: int,
                  backbone: dict = {"name": "resnet50", "last_stride": 1},  # noqa: B006
                  trunk: str = "layer3",
                  branches: list = [{"name": "global"}],  # noqa: B006
-                 share_layer4: bool = False, input_size: list | None = None, init: str = "default"):
+                 share_layer4: bool = False, input_size: list | None = None, init: str = "default",
+                 same_init: bool = False):
         super().__init__()
         init_scheme(init, "model.init")
         specs = [BranchSpec.parse(b, i) for i, b in enumerate(branches)]
@@ -268,6 +291,12 @@ class MultiBranchNet(nn.Module):
                      for j, a in enumerate(spec.after)]
             built.append(Branch(spec, stages, before, after, out_shape.channels, num_classes, init))
         self.branches = nn.ModuleList(built)
+        if same_init:
+            reductions = list({id(h.reduction): h.reduction for b in self.branches for h in b.heads
+                               if isinstance(getattr(h, "reduction", None), nn.Module)}.values())
+            if len({tuple(p.shape for p in r.parameters()) for r in reductions}) > 1:
+                raise ConfigError("model.same_init needs heads whose reductions have one shape (one head_dim)")
+            same_start(reductions)
         self.head_names = [n for b in self.branches for n in b.head_names]
         self.test_dim = sum(h.test_dim for b in self.branches for h in b.heads)
 

@@ -103,15 +103,19 @@ class ReductionHead(nn.Module):
 @HEADS.register("conv_reduction")
 class ConvReductionHead(nn.Module):
     """MGN: x [B, C] -> Conv1x1(C -> D, no bias) + BN + ReLU = r [B, D]; logits = Linear(D -> N)(r);
-    triplet feature r; test feature r (``neck_feat="after"``) or x [B, C] (``"before"``)."""
+    triplet feature r; test feature r (``neck_feat="after"``) or x [B, C] (``"before"``).
+    ``input_dropout``: Dropout(p) on x before the reduction in training (PCB's release: 0.5)."""
 
     def __init__(self, in_dim: int, num_classes: int, dim: int = 256, neck_feat: NeckFeat = "after",
-                 init: str = "default"):
+                 init: str = "default", input_dropout: float = 0.0):
         super().__init__()
         if neck_feat not in ("after", "before"):
             raise ConfigError(f"neck_feat must be 'after' or 'before', got '{neck_feat}'")
+        if not 0.0 <= input_dropout < 1.0:
+            raise ConfigError(f"conv_reduction input_dropout must be in [0, 1), got {input_dropout}")
         scheme = init_scheme(init)
         self.neck_feat = neck_feat
+        self.drop = nn.Dropout(input_dropout) if input_dropout > 0 else nn.Identity()
         self.out_dim = dim
         self.test_dim = dim if neck_feat == "after" else in_dim
         self.reduction = conv_bn(in_dim, dim)
@@ -122,9 +126,16 @@ class ConvReductionHead(nn.Module):
         if scheme is not None:
             scheme.apply(self.reduction, self.classifier)
 
-    def forward(self, x: torch.Tensor) -> HeadOutput:
-        r = self.reduction(x[:, :, None, None]).flatten(1)
+    def reduce(self, x: torch.Tensor) -> torch.Tensor:
+        """x [N, C] -> dropout (training) -> Conv1x1 + BN + ReLU -> [N, D]."""
+        return self.reduction(self.drop(x)[:, :, None, None]).flatten(1)
+
+    def from_reduced(self, x: torch.Tensor, r: torch.Tensor) -> HeadOutput:
+        """The head's outputs from its input x [B, C] and its reduced feature r [B, D]."""
         return HeadOutput(r, r if self.neck_feat == "after" else x, self.classifier(r) if self.training else None)
+
+    def forward(self, x: torch.Tensor) -> HeadOutput:
+        return self.from_reduced(x, self.reduce(x))
 
 
 @HEADS.register("identity")

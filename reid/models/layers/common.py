@@ -52,3 +52,14 @@ def checkpointed(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
                     m.num_batches_tracked.copy_(tracked)
 
     return checkpoint(run, x, use_reentrant=False)
+
+
+def same_start(modules: list[nn.Module]) -> None:
+    """Give every module of ``modules`` the first one's parameters and buffers (copies, not shared):
+    what one initialised module deep-copied N times starts from (MGN-pytorch ``model/mgn.py:58-66``,
+    LAG-Net ``lagnet/model/lag.py:123-132``). Modules of another shape than the first are an error."""
+    if not modules:
+        return
+    state = modules[0].state_dict()
+    for m in modules[1:]:
+        m.load_state_dict(state)

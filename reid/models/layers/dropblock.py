@@ -6,7 +6,9 @@ m = [A_bk < theta * max_{h,w} A_bk] (theta = 0.5); out_b = F_b * m. Eval: out = 
 
 BDB, Batch DropBlock (Dai et al., ICCV 2019; training only): one random band of
 round(height_ratio * H) rows (and round(width_ratio * W) columns; full width by default) zeroed
-at the same place for every sample of the batch. Eval: identity.
+at the same place for every sample of the batch; with ``set_shards(N)`` (``train.shards``, the
+release's 4-GPU DataParallel run) one band per shard ``x.chunk(N)``, as each replica drew its own
+(``models/networks.py:68-71``). Eval: identity.
 """
 from __future__ import annotations
 
@@ -71,6 +73,11 @@ class BatchDropBlock(nn.Module):
         if not (0.0 < height_ratio <= 1.0 and 0.0 < width_ratio <= 1.0):
             raise ValueError(f"BDB: ratios must be in (0, 1], got {height_ratio}, {width_ratio}")
         self.channels, self.height_ratio, self.width_ratio = channels, height_ratio, width_ratio
+        self.shards = 1
+
+    def set_shards(self, shards: int) -> None:
+        """One band per shard of the batch (``x.chunk(shards)``, DataParallel's replicas)."""
+        self.shards = int(shards)
 
     def band_mask(self, height: int, width: int, generator: torch.Generator | None = None
                   ) -> torch.Tensor:
@@ -87,7 +94,10 @@ class BatchDropBlock(nn.Module):
         check_feature_map(x, self.channels, None, "BDB")
         if not self.training:
             return x
-        return x * self.band_mask(x.shape[2], x.shape[3], generator).to(x)
+        pieces = x.chunk(max(1, self.shards), dim=0)
+        if len(pieces) == 1:
+            return x * self.band_mask(x.shape[2], x.shape[3], generator).to(x)
+        return torch.cat([p * self.band_mask(x.shape[2], x.shape[3], generator).to(x) for p in pieces], dim=0)
 
     def extra_repr(self) -> str:
         return (
