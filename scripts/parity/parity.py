@@ -90,6 +90,10 @@ def max_param_diff(release_model, reid_model, pairs: dict[str, str]) -> tuple[fl
             d = rel(params[k], rsd[rk])
             if d > worst[0]:
                 worst[0], worst[1] = d, k
+                g = rsd[rk].grad
+                if g is not None:  # the release's gradient where the parameters differ most
+                    i = (params[k].detach() - rsd[rk].detach()).abs().argmax()
+                    worst[1] = f"{k} (|grad| {g.flatten()[i].abs().item():.1e} there)"
             ga, gb = params[k].grad, rsd[rk].grad
             if ga is not None and gb is not None:
                 g = rel(ga, gb)
@@ -185,7 +189,9 @@ def main(argv=None) -> int:
 
     print(f"release: {args.release_dir} at commit {release_commit(args.release_dir)}")
     size = list(args.size or spec.SIZE)
-    over = ["model.backbone.pretrained=false", "train.dtype=float64", "train.amp=off",
+    # train.shards=1: the release runs here on one device (no DataParallel), so reid's emulation of
+    # DataParallel's per-shard BatchNorm is off (tests/test_fidelity_switches.py checks that one)
+    over = ["model.backbone.pretrained=false", "train.dtype=float64", "train.amp=off", "train.shards=1",
             f"input.size=[{size[0]},{size[1]}]", *getattr(spec, "OVERRIDES", []), *args.overrides]
     cfg = load_config(ROOT / "configs" / spec.CONFIG, over)
     print(f"reid: {spec.CONFIG} + {' '.join(over)}")

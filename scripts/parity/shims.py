@@ -185,9 +185,11 @@ def _old_addmm_(self, *args, **kwargs):
     return _addmm_(self, *args, **kwargs)
 
 
-def install(release_dir: str | Path, inert=("ignite", "ignite.engine", "ignite.handlers", "ignite.metrics",
-                                            "sklearn", "sklearn.preprocessing", "sklearn.metrics", "cv2", "yacs", "yacs.config",
-                                            "tensorboardX", "scipy.misc")) -> None:
+INERT = ("ignite", "ignite.engine", "ignite.handlers", "ignite.metrics", "sklearn", "sklearn.preprocessing",
+         "sklearn.metrics", "cv2", "yacs", "yacs.config", "tensorboardX", "scipy.misc")
+
+
+def install(release_dir: str | Path, inert=INERT) -> None:
     """Float64 by default, the shims above, the release's directory first on ``sys.path``."""
     import torch._dynamo  # noqa: F401  (imported before the stand-ins: it looks up module specs)
 

@@ -39,9 +39,8 @@ class Release:
 
     def __init__(self, release_dir, num_classes: int, size):
         import models.networks as networks
-        from utils.loss import CrossEntropyLabelSmooth, TripletLoss
-
         import shims
+        from utils.loss import CrossEntropyLabelSmooth, TripletLoss
 
         networks.random = shims.TorchRandom
         self.model = networks.BFE(num_classes, 1.0, 0.33)  # main_reid.py:91, person data
