@@ -155,13 +155,19 @@ def reid_step(cfg, model, losses, optimizer, images, labels, epoch: int) -> tupl
     outputs = model(images)
     total, _ = losses(outputs, {"images": images, "pids": labels})
     backward_and_step(total, optimizer, None, model.parameters(), float(cfg.train.grad_clip or 0))
-    return optimizer.param_groups[0]["lr"], float(total.detach())
+    return max(g["lr"] for g in optimizer.param_groups), float(total.detach())
 
 
-def reid_features(model, images) -> torch.Tensor:
+def reid_features(cfg, model, images) -> torch.Tensor:
+    """The eval-mode test feature, each of ``test.norm_parts`` parts L2-normalised as reid's evaluator
+    does when there are several (PCB); the whole-vector normalisation is left out (both sides raw)."""
+    from reid.evaluation.features import normalize_parts
+
     model.eval()
     with torch.no_grad():
-        return model(images)["features"].flatten(1)
+        f = model(images)["features"].flatten(1)
+    parts = int(cfg.test.get("norm_parts", 1) or 1)
+    return normalize_parts(f, parts) if parts > 1 and cfg.test.normalize else f
 
 
 def main(argv=None) -> int:
@@ -171,7 +177,7 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, nargs="+", help="0-based epochs of the steps (default: per net)")
     ap.add_argument("--ids", type=int, default=4, help="P identities per batch")
     ap.add_argument("--instances", type=int, default=2, help="K images per identity")
-    ap.add_argument("--classes", type=int, default=8, help="training identities (classifier width)")
+    ap.add_argument("--classes", type=int, help="training identities (classifier width; default: per net, 8)")
     ap.add_argument("--size", type=int, nargs=2, help="input H W (default: per net, reduced)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
@@ -179,10 +185,11 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if not args.release_dir.is_dir():
         ap.error(f"--release-dir {args.release_dir} is not a directory")
+    spec = importlib.import_module(f"nets.{args.net}")
+    args.classes = args.classes or getattr(spec, "CLASSES", 8)
     if args.ids < 2 or args.instances < 2 or args.classes < args.ids:
         ap.error("--ids and --instances need at least 2, --classes at least --ids")
     torch.set_num_threads(1)
-    spec = importlib.import_module(f"nets.{args.net}")
     import shims
 
     from reid.config import load_config
@@ -207,7 +214,7 @@ def main(argv=None) -> int:
     def features(tag):
         nonlocal fail
         x, _ = batch(-1, args.ids, args.instances, size, args.classes)
-        d = rel(reid_features(model, x), rel_side.features(x))
+        d = rel(reid_features(cfg, model, x), rel_side.features(x))
         fail |= d > FEAT_GOAL
         print(f"eval features ({tag}): max rel diff {d:.2e}")
 
