@@ -30,6 +30,7 @@ sys.path[:0] = [str(ROOT), str(HERE)]
 
 NETS = ("bot", "mgn", "rganet", "bdb", "lagnet", "pcb")
 LOSS_GOAL, PARAM_GOAL, FEAT_GOAL = 1e-9, 1e-6, 1e-6
+CONTROL_EPS = 1e-15
 
 
 def release_commit(path: Path) -> str:
@@ -180,6 +181,9 @@ def main(argv=None) -> int:
     ap.add_argument("--classes", type=int, help="training identities (classifier width; default: per net, 8)")
     ap.add_argument("--size", type=int, nargs=2, help="input H W (default: per net, reduced)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--control", action="store_true",
+                    help="run the release against a copy of itself whose images are x (1 + 1e-15): how far "
+                         "rounding alone takes the two apart (the floor of the comparison)")
     ap.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
                     help="overrides of reid's config")
     args = ap.parse_args(argv)
@@ -205,8 +209,15 @@ def main(argv=None) -> int:
     shims.install(args.release_dir)
     torch.manual_seed(args.seed)
     rel_side = spec.Release(args.release_dir, args.classes, size)
-    model, losses, optimizer = build_reid(cfg, args.classes)
-    pairs = copy_weights(rel_side.state_dict(), model, spec.map_name, getattr(spec, "ALLOW_UNSET", ()))
+    if args.control:  # the release against itself, its input changed at the rounding level
+        twin = spec.Release(args.release_dir, args.classes, size)
+        twin.model.load_state_dict(rel_side.state_dict())
+        model = twin.model
+        pairs = {k: k for k in rel_side.state_dict()}
+        print(f"CONTROL: the release against a copy of itself fed images x (1 + {CONTROL_EPS:g}); reid not run")
+    else:
+        model, losses, optimizer = build_reid(cfg, args.classes)
+        pairs = copy_weights(rel_side.state_dict(), model, spec.map_name, getattr(spec, "ALLOW_UNSET", ()))
     print(f"copied {len(pairs)} tensors release -> reid; batch {args.ids} x {args.instances} at "
           f"{size[0]}x{size[1]}, {args.classes} classes, float64, 1 thread")
     fail = False
@@ -214,7 +225,8 @@ def main(argv=None) -> int:
     def features(tag):
         nonlocal fail
         x, _ = batch(-1, args.ids, args.instances, size, args.classes)
-        d = rel(reid_features(cfg, model, x), rel_side.features(x))
+        mine = twin.features(x * (1 + CONTROL_EPS)) if args.control else reid_features(cfg, model, x)
+        d = rel(mine, rel_side.features(x))
         fail |= d > FEAT_GOAL
         print(f"eval features ({tag}): max rel diff {d:.2e}")
 
@@ -232,7 +244,10 @@ def main(argv=None) -> int:
         lr_a, loss_a = rel_side.step(images, labels, epoch)
         torch.random.set_rng_state(state)
         shims.py_random_state(step, py_state)
-        lr_b, loss_b = reid_step(cfg, model, losses, optimizer, images, labels, epoch)
+        if args.control:
+            lr_b, loss_b = twin.step(images * (1 + CONTROL_EPS), labels, epoch)
+        else:
+            lr_b, loss_b = reid_step(cfg, model, losses, optimizer, images, labels, epoch)
         dl = abs(loss_a - loss_b) / abs(loss_a)
         if step == 0:
             NOISE_ONLY.update(find_noise_only(rel_side.model, model, pairs))
