@@ -68,6 +68,7 @@ def dists(qf, gf, metric):
     (2, 10, 90, "euclidean", (7, 1, 0.5)),
     (3, 15, 100, "cosine", (11, 3, 0.0)),
     (4, 4, 12, "euclidean", (20, 6, 0.3)),  # fewer images than k1 + 1
+    (5, 12, 80, "sqeuclidean", (20, 6, 0.3)),  # PCB's and BDB's distance: the chunked form takes it too
 ])
 def test_re_rank_matches_dense_reference(seed, nq, ng, metric, params):
     qf, gf, _, _ = clustered(seed, nq, ng)

@@ -149,10 +149,9 @@ def test_pcb_shared_reduction_is_one_conv_and_bn_over_the_stripe_map():
     heads = model.branches[0].heads
     assert all(h.reduction is heads[0].reduction for h in heads)
     assert len({id(h.classifier) for h in heads}) == 6
-    per_stripe = build_model(pcb_section(), 5, input_size=(96, 32))
-    n_shared = sum(p.numel() for p in model.parameters())
-    assert sum(p.numel() for p in per_stripe.parameters()) - n_shared == 5 * sum(
-        p.numel() for p in heads[0].reduction.parameters())
+    counted_per_head = sum(p.numel() for h in heads for p in h.parameters())
+    unique = sum(p.numel() for p in model.branches[0].heads.parameters())  # parameters() lists a module once
+    assert counted_per_head - unique == 5 * sum(p.numel() for p in heads[0].reduction.parameters())
     x = torch.randn(4, 3, 96, 32)
     fmap = model.branches[0].feature_map(model.trunk(x))
     stripes = fmap.view(4, fmap.shape[1], 6, -1, fmap.shape[3]).mean(dim=(3, 4))[..., None]  # [B, C, 6, 1]
@@ -213,3 +212,15 @@ def test_select_metric_rank1_keeps_the_best_rank1_not_the_best_map():
             evaluation.after_epoch(stats)
             best.after_epoch(stats)
         assert t.best["epoch"] == best_epoch and t.best["selected_by"] == metric
+
+
+def test_exported_graph_normalises_per_part_as_the_evaluator():
+    from reid.inference.export import FeatureGraph
+
+    class Features(nn.Module):
+        def forward(self, x):
+            return {"features": x.flatten(1)}
+
+    x = torch.randn(2, 3, 2, 2)
+    graph = FeatureGraph(Features(), normalize=True, norm_parts=3)
+    torch.testing.assert_close(graph(x), normalize_parts(x.flatten(1), 3))

@@ -126,4 +126,4 @@ def test_config_recipe(path):
     assert cfg.schedule.warmup_epochs == 0 and cfg.schedule.milestones[-2:] == [199, 299] and cfg.train.epochs == 400
     assert cfg.losses.triplet.soft_margin and cfg.losses.ce.epsilon == 0.1
     assert (cfg.model.neck, cfg.model.init, cfg.model.height_ratio, cfg.model.width_ratio) == ("none", "bdb", 0.33, 1.0)
-    assert (cfg.test.flip, cfg.test.normalize, cfg.test.metric) == (False, False, "euclidean")
+    assert (cfg.test.flip, cfg.test.normalize, cfg.test.metric) == (False, False, "sqeuclidean")  # evaluator.py:89-91

@@ -223,8 +223,7 @@ def test_config_recipe(path):
     assert cfg.model.name == NET and cfg.input.size == [384, 128]
     assert (cfg.sampler.num_ids, cfg.sampler.num_instances) == (8, 4)
     assert cfg.optimizer.name == "adam" and cfg.optimizer.amsgrad and cfg.optimizer.lr == pytest.approx(2e-4)
-    # step_320_380_420 with the release's scheduler one epoch ahead; its loop stops after 599 epochs
-    assert cfg.schedule.milestones == [319, 379, 419] and cfg.schedule.gamma == 0.1 and cfg.train.epochs == 599
+    assert cfg.schedule.milestones == [320, 380, 420] and cfg.schedule.gamma == 0.1 and cfg.train.epochs == 600
     assert cfg.losses.ce.reduce == "mean" and cfg.losses.ce.weight == 1.0
     assert cfg.losses.triplet.reduce == "mean" and cfg.losses.triplet.weight == 2.0
     assert cfg.losses.triplet.margin == 1.2 and cfg.losses.triplet.input == "triplet_features"

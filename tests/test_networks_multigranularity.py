@@ -59,11 +59,10 @@ def test_config_loads_with_the_specified_schedule(path):
         assert cfg.model.trunk == "layer3[0]"
         assert cfg.losses.triplet.margin == 1.2 and set(cfg.losses) == {"ce", "triplet"}
         assert cfg.optimizer.name == "adam" and cfg.optimizer.lr == pytest.approx(2e-4)
-        assert cfg.optimizer.weight_decay == pytest.approx(5e-4)
-        assert cfg.train.epochs == (399 if family == "mgn" else 400)  # MGN-pytorch's loop runs 399
+        assert cfg.optimizer.weight_decay == pytest.approx(5e-4) and cfg.train.epochs == 400
         assert cfg.test.flip is True
         if family == "mgn":
-            assert cfg.schedule.milestones == [319, 379]  # step_320_380, the release's scheduler one epoch ahead
+            assert cfg.schedule.milestones == [320, 380]
             # MGN-pytorch's documented runs: its default --pool avg; its _init_reduction/_init_fc
             assert cfg.model.init == "mgn" and {b.pooling for b in cfg.model.branches} == {"avg"}
             assert (cfg.sampler.num_ids, cfg.sampler.num_instances) == (16, 4)

@@ -217,7 +217,8 @@ def training_length(cfg: Any) -> dict[str, Any]:
     exact in the ``identities`` epoch (it needs only the number of identities); estimated in the
     ``images`` epoch, where it depends on each identity's image count: every identity is taken to
     waste (K - 1) / 2 of its images on average (Market-1501, P=16 x K=4: 184 estimated, 185 exact).
-    Returns {batches, iters_per_epoch (after ``train.iters_per_epoch``), epochs, total, exact, source}.
+    With ``sampler.exhausted: stop`` (BoT's rule) an epoch has at most that many batches (``at_most``).
+    Returns {batches, iters_per_epoch (after ``train.iters_per_epoch``), epochs, total, exact, at_most, source}.
     """
     s = cfg.sampler
     p, k, mode, last = int(s.num_ids), int(s.num_instances), str(s.epoch), str(s.last_batch)
@@ -236,19 +237,19 @@ def training_length(cfg: Any) -> dict[str, Any]:
             batches, exact = batches_per_epoch([k] * ids, p, k, mode, last), True
         else:
             batches, exact = max(1, int((images - ids * (k - 1) / 2) / k) // p), False
-    if mode == "images" and str(s.exhausted) == "stop":
-        exact = False  # BoT's stopping rule: a few batches fewer, varying by epoch (at most this many)
+    at_most = mode == "images" and str(s.exhausted) == "stop"  # BoT's rule: a few fewer, varying by epoch
     per_epoch = min(batches, int(cfg.train.iters_per_epoch)) if cfg.train.iters_per_epoch else batches
     epochs = int(cfg.train.epochs)
     return {"batches": batches, "iters_per_epoch": per_epoch, "epochs": epochs, "total": per_epoch * epochs,
-            "exact": exact, "source": source}
+            "exact": exact, "at_most": at_most, "source": source}
 
 
 def format_training_length(cfg: Any, n: dict[str, Any]) -> str:
     """One line: the sampler's epoch, batches per epoch and total iterations (:func:`training_length`)."""
     s = cfg.sampler
     mode = f"sampler.epoch={s.epoch}" + (f", last_batch={s.last_batch}" if s.epoch == "identities" else "")
-    approx = "" if n["exact"] else "about "
+    mode += ", exhausted=stop" if n.get("at_most") else ""
+    approx = ("at most " if n.get("at_most") else "") + ("" if n["exact"] else "about ")
     capped = n["iters_per_epoch"] < n["batches"]
     cap = f", capped at {n['iters_per_epoch']} by train.iters_per_epoch" if capped else ""
     return (f"epoch ({mode}; P={s.num_ids} x K={s.num_instances}, one process): {approx}{n['batches']} batches"

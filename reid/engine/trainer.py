@@ -111,6 +111,10 @@ class Trainer:
             if shards % self.world_size or (self.distributed and self.cfg.train.sync_bn):
                 raise ConfigError(f"train.shards = {shards} needs a multiple of the {self.world_size} processes "
                                   "and train.sync_bn = false")
+            per_shard = int(self.cfg.sampler.num_ids) * int(self.cfg.sampler.num_instances) * self.world_size // shards
+            if per_shard < 2:
+                raise ConfigError(f"train.shards = {shards} leaves {per_shard} image per shard of the "
+                                  "sampler.num_ids x num_instances batch (BatchNorm needs 2); lower train.shards")
             model = emulate_data_parallel(model, shards // self.world_size)
         if self.distributed and self.cfg.train.sync_bn:
             model = convert_sync_bn(model, self.device)

@@ -329,7 +329,8 @@ class FeatureReranker:
         def dist_rows(a: int, b: int) -> torch.Tensor:
             if metric == "cosine":
                 return 1.0 - f[a:b] @ f.T
-            return torch.addmm(sq[a:b, None] + sq[None, :], f[a:b], f.T, alpha=-2.0).clamp_(min=0).sqrt_()
+            d2 = torch.addmm(sq[a:b, None] + sq[None, :], f[a:b], f.T, alpha=-2.0).clamp_(min=0)
+            return d2 if metric == "sqeuclidean" else d2.sqrt_()
 
         def row_fn(a: int, b: int) -> torch.Tensor:
             d2 = _square32(dist_rows(a, b))
@@ -347,7 +348,8 @@ class FeatureReranker:
             for s in range(0, len(i), step):
                 ii, jj = i[s:s + step].to(dev), j[s:s + step].to(dev)
                 dot = (f[ii] * f[jj]).sum(1)
-                d = 1.0 - dot if metric == "cosine" else (sq[ii] + sq[jj] - 2 * dot).clamp(min=0).sqrt()
+                d = 1.0 - dot if metric == "cosine" else (sq[ii] + sq[jj] - 2 * dot).clamp(min=0)
+                d = d if metric in ("cosine", "sqeuclidean") else d.sqrt()
                 out[s:s + step] = _square32(d).cpu()
             return out / rmax[i]
 

@@ -26,17 +26,18 @@ OPSET = 17
 class FeatureGraph(nn.Module):
     """``model`` as a plain ``images [N, 3, H, W] -> features [N, D]`` module (eval mode)."""
 
-    def __init__(self, model: nn.Module, flip: bool = False, normalize: bool = True):
+    def __init__(self, model: nn.Module, flip: bool = False, normalize: bool = True, norm_parts: int = 1):
         super().__init__()
-        self.model, self.flip, self.normalize = model, bool(flip), bool(normalize)
+        self.model, self.flip, self.normalize, self.norm_parts = model, bool(flip), bool(normalize), int(norm_parts)
         self.eval()  # the wrapper too: an exporter that restores the mode it found must not restore training
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         f = self.model(images)["features"].float()
         if self.flip:
             f = (f + self.model(torch.flip(images, dims=[3]))["features"].float()) / 2
-        if self.normalize:
-            f = nn.functional.normalize(f, dim=1)
+        if self.normalize:  # as the evaluator (test.norm_parts: each of that many slices on its own)
+            n, d = f.shape
+            f = nn.functional.normalize(f.reshape(n, self.norm_parts, d // self.norm_parts), dim=2).reshape(n, d)
         return f
 
 
@@ -53,7 +54,9 @@ def export_metadata(cfg: Any, normalize: bool, checkpoint: str | os.PathLike | N
         "reid.pixel_mean": json.dumps([float(v) for v in cfg.input.pixel_mean]),
         "reid.pixel_std": json.dumps([float(v) for v in cfg.input.pixel_std]),
         "reid.normalisation_in_graph": "false (apply reid.preprocess to the input)",
-        "reid.output": "features [N, D]" + (", L2-normalised" if normalize else ", raw (not L2-normalised)"),
+        "reid.output": "features [N, D]" + ((", L2-normalised" + (f" per {int(cfg.test.norm_parts)} equal slices"
+                                                                  if int(cfg.test.norm_parts) > 1 else ""))
+                                            if normalize else ", raw (not L2-normalised)"),
         "reid.flip_averaged": json.dumps(bool(cfg.test.flip)),
         "reid.metric": str(cfg.test.metric),
         "reid.checkpoint": str(checkpoint or ""),
@@ -135,7 +138,8 @@ def export_model(model: nn.Module, cfg: Any, path: str | os.PathLike, fmt: str, 
     :func:`export_onnx`."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; expected one of {FORMATS}")
-    graph = FeatureGraph(model.cpu(), flip=bool(cfg.test.flip), normalize=normalize)
+    graph = FeatureGraph(model.cpu(), flip=bool(cfg.test.flip), normalize=normalize,
+                         norm_parts=int(cfg.test.norm_parts))
     example = torch.randn(batch, 3, *(int(v) for v in cfg.input.size), generator=torch.Generator().manual_seed(0))
     meta = export_metadata(cfg, normalize, checkpoint)
     if fmt == "onnx":

@@ -89,7 +89,8 @@ class FeatureExtractor:
         else:
             preprocess = lambda x: to_input(x, self.cfg)  # noqa: E731
         return extract_features(self.model, batch, preprocess, batch_size=self.batch_size, flip=self.flip,
-                                normalize=self.normalize, device=self.device, progress=self.progress)
+                                normalize=self.normalize, norm_parts=int(self.cfg.test.norm_parts),
+                                device=self.device, progress=self.progress)
 
     def __call__(self, images: Any) -> torch.Tensor:
         feats = self.features(self.prepare(images))
