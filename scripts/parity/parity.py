@@ -181,6 +181,9 @@ def main(argv=None) -> int:
     ap.add_argument("--classes", type=int, help="training identities (classifier width; default: per net, 8)")
     ap.add_argument("--size", type=int, nargs=2, help="input H W (default: per net, reduced)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--torch-1.1-schedulers", dest="torch11", action="store_true",
+                    help="BoT, MGN, LAG-Net: their epoch-start scheduler.step() as PyTorch >= 1.1 runs it "
+                         "(one epoch ahead); default: PyTorch <= 1.0, as the releases ran")
     ap.add_argument("--control", action="store_true",
                     help="run the release against a copy of itself whose images are x (1 + 1e-15): how far "
                          "rounding alone takes the two apart (the floor of the comparison)")
@@ -198,6 +201,7 @@ def main(argv=None) -> int:
 
     from reid.config import load_config
 
+    shims.SCHEDULER_OFFSET = int(args.torch11)
     print(f"release: {args.release_dir} at commit {release_commit(args.release_dir)}")
     size = list(args.size or spec.SIZE)
     # train.shards=1: the release runs here on one device (no DataParallel), so reid's emulation of

@@ -189,6 +189,13 @@ INERT = ("ignite", "ignite.engine", "ignite.handlers", "ignite.metrics", "sklear
          "sklearn.metrics", "cv2", "yacs", "yacs.config", "tensorboardX", "scipy.misc")
 
 
+#: where an epoch-start ``scheduler.step()`` leaves the schedule's index for the 0-based epoch e: e + 0
+#: under PyTorch <= 1.0, whose scheduler constructor resets ``last_epoch`` to -1 after setting the first
+#: lr (BoT's and MGN-pytorch's runs: MGN's log reports its best at "epoch 400 of 400"); e + 1 under
+#: PyTorch >= 1.1, whose constructor leaves it at 0 (``parity.py --torch-1.1-schedulers``)
+SCHEDULER_OFFSET = 0
+
+
 def install(release_dir: str | Path, inert=INERT) -> None:
     """Float64 by default, the shims above, the release's directory first on ``sys.path``."""
     import torch._dynamo  # noqa: F401  (imported before the stand-ins: it looks up module specs)

@@ -8,7 +8,8 @@ import torch
 
 CONFIG = "bot/market1501.yaml"
 SIZE = (128, 64)  # global average pooling: any size; the recipe's is 256x128
-# warm-up (0, 5, 9), base lr (10, 39), after the 1st decay (40, 69), after the 2nd (70, 119)
+# warm-up (0, 5, 9), base lr (10, 39), after the 1st decay (40, 69), after the 2nd (70, 119): the
+# release's WarmupMultiStepLR stepped at each epoch start under PyTorch <= 1.0 (see shims.SCHEDULER_OFFSET)
 EPOCHS = [0, 5, 9, 10, 39, 40, 69, 70, 119]
 
 
@@ -51,9 +52,11 @@ class Release:
         return self.model.state_dict()
 
     def step(self, images, labels, epoch: int):
-        # engine/trainer.py:172-174: scheduler.step() at EPOCH_STARTED, after the constructor's step:
-        # the 0-based epoch e trains at last_epoch = e + 1
-        self.scheduler.last_epoch = epoch + 1
+        # engine/trainer.py:172-174: scheduler.step() at EPOCH_STARTED: the 0-based epoch e trains at
+        # last_epoch e under PyTorch <= 1.0 (e + 1 under >= 1.1; shims.SCHEDULER_OFFSET)
+        import shims
+
+        self.scheduler.last_epoch = epoch + shims.SCHEDULER_OFFSET
         for g, lr in zip(self.optimizer.param_groups, self.scheduler.get_lr()):
             g["lr"] = lr
         # engine/trainer.py:_update

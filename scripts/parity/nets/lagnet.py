@@ -11,9 +11,9 @@ import torch.nn.functional as F
 
 CONFIG = "lagnet/market1501.yaml"
 SIZE = (96, 32)  # adaptive pooling everywhere: any size; the recipe's is 384x128
-# trainer.py:31 steps the MultiStepLR before each epoch (0-based e at last_epoch e + 1): x0.1 at 319,
-# 379, 419; the run stops after epoch 598
-EPOCHS = [0, 318, 319, 379, 419, 598]
+# trainer.py:31 steps the MultiStepLR before each epoch (0-based e at last_epoch e under PyTorch <= 1.0,
+# shims.SCHEDULER_OFFSET): x0.1 at 320, 380, 420; 600 epochs
+EPOCHS = [0, 319, 320, 379, 380, 420, 599]
 
 
 _HEAD = {"classifier_gs": "gs", "classifier_ps": "ps", "classifier_la": "la", "classifier_d": "d",
@@ -87,7 +87,9 @@ class Release:
         return self.model.state_dict()
 
     def step(self, images, labels, epoch: int):
-        self.scheduler.last_epoch = epoch + 1  # trainer.py:31
+        import shims
+
+        self.scheduler.last_epoch = epoch + shims.SCHEDULER_OFFSET  # trainer.py:31
         for g, lr in zip(self.optimizer.param_groups, self.scheduler._get_closed_form_lr()):
             g["lr"] = lr
         self.loss.start_log()

@@ -11,9 +11,10 @@ CONFIG = "mgn/market1501.yaml"
 # a quarter of the recipe's 384x128 (the 2-core budget): the release's pooling kernels (model/mgn.py, sized
 # for 384x128) are divided by 4 to match (see Release)
 SIZE = (96, 32)
-# trainer.py:31 steps the scheduler before each epoch: the 0-based epoch e trains at last_epoch e + 1,
-# so the x0.1 falls on epochs 319 and 379; terminate() (trainer.py:127) stops after epoch 398
-EPOCHS = [0, 318, 319, 320, 378, 379, 380, 398]
+# trainer.py:31 steps the scheduler before each epoch: under PyTorch <= 1.0 the 0-based epoch e trains at
+# last_epoch e (shims.SCHEDULER_OFFSET), x0.1 at 320 and 380, and terminate() (trainer.py:127) stops after
+# epoch 399
+EPOCHS = [0, 319, 320, 379, 380, 399]
 
 _REDUCTION = {0: "branches.0.heads.0", 1: "branches.1.heads.0", 2: "branches.2.heads.0",
               3: "branches.1.heads.1", 4: "branches.1.heads.2",
@@ -76,7 +77,9 @@ class Release:
         return self.model.state_dict()
 
     def step(self, images, labels, epoch: int):
-        self.scheduler.last_epoch = epoch + 1  # trainer.py:31, before the epoch's steps
+        import shims
+
+        self.scheduler.last_epoch = epoch + shims.SCHEDULER_OFFSET  # trainer.py:31, before the epoch's steps
         for g, lr in zip(self.optimizer.param_groups, self.scheduler._get_closed_form_lr()):
             g["lr"] = lr  # torch < 1.4's MultiStepLR.get_lr: the closed form
         self.loss.start_log()
