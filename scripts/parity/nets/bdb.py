@@ -33,7 +33,7 @@ def map_name(k: str):
 
 class Release:
     """models/networks.py BFE, utils/loss.py TripletLoss(None) + CrossEntropyLabelSmooth, and main_reid.py's
-    criterion, Adam(get_optim_policy(), wd 5e-4) and adjust_lr (both read from main() in the checkout);
+    criterion, Adam(get_optim_policy(), wd 5e-4) and adjust_lr (both read from its train() in the checkout);
     the update of trainers/trainer.py:train (forward, zero_grad, backward, step). The band's
     ``random.randint`` draws from torch's generator (reid's draw; shims.TorchRandom)."""
 
