@@ -15,8 +15,9 @@ venv: $(PY)
 	$(PIP) "$(TORCH_SPEC)"
 	$(PIP) -e .
 
+# A second `make demo` moves the first run aside (outputs/quickstart.old-DATE; the log says where)
 demo: venv
-	$(PY) tools/train.py --config configs/quickstart.yaml
+	$(PY) tools/train.py --config configs/quickstart.yaml --overwrite
 
 test: venv
 	$(PIP) -e ".[dev]"

@@ -13,18 +13,32 @@ is removed.
 """
 from __future__ import annotations
 
-import ast
 import copy
-import inspect
 import os
 import re
-import sys
-import typing
 from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
 
+from .checks import (  # noqa: F401 - Choice, Pattern, literal_choices: re-exported for tests and users
+    DEVICE,
+    Choice,
+    Flag,
+    Items,
+    Nullable,
+    Pattern,
+    Range,
+    Strings,
+    Text,
+    Values,
+    expected_types,
+    keyword_error,
+    keyword_problem,
+    literal_choices,
+    namespace_of,
+    type_error,
+)
 from .registry import BACKBONES, DATASETS, LOSSES, MODELS, ConfigError, Registry, closest, suggestion
 
 __all__ = ["DEFAULTS", "Config", "ConfigError", "load_config", "save_config", "parse_overrides", "reference_for"]
@@ -163,120 +177,12 @@ LOSS_EXTRA_KEYS = {"name": "", "weight": 1.0}
 # ---------------------------------------------------------------------------- value checks
 
 
-def _num(x: float) -> str:
-    return f"{x:g}" if isinstance(x, float) else str(x)
-
-
-class Range:
-    """Numbers in ``[lo, hi]`` (an open end excluded; ``None``: unbounded)."""
-
-    def __init__(self, lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
-                 hi_open: bool = False):
-        self.lo, self.hi, self.lo_open, self.hi_open = lo, hi, lo_open, hi_open
-
-    def ok(self, value: Any) -> bool:
-        if value != value:  # NaN
-            return False
-        if self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo):
-            return False
-        return self.hi is None or (value < self.hi if self.hi_open else value <= self.hi)
-
-    def bound(self) -> str:
-        if self.hi is None:
-            return f"{'>' if self.lo_open else '>='} {_num(self.lo)}"
-        return (f"in {'(' if self.lo_open else '['}{_num(self.lo)}, {_num(self.hi)}"
-                f"{')' if self.hi_open else ']'}")
-
-    def expects(self, default: Any = None) -> str:
-        kind = "an integer" if isinstance(default, int) and not isinstance(default, bool) else "a number"
-        return f"{kind} {self.bound()}"
-
-    def hint(self, value: Any) -> str:
-        return ""
-
-
-class Choice:
-    """One of a fixed set of values (strings; ``types`` widens the accepted YAML types). The same
-    check applies to a component keyword annotated ``Literal[...]`` (:func:`literal_choices`)."""
-
-    def __init__(self, *values: Any, types: tuple[type, ...] | None = None, text: str = "",
-                 aliases: dict[str, str] | None = None):
-        self.values, self.types, self.text, self.aliases = values, types, text, aliases or {}
-
-    def ok(self, value: Any) -> bool:
-        return any(value == v and type(value) is type(v) for v in self.values)
-
-    def expects(self, default: Any = None) -> str:
-        return self.text or "one of " + ", ".join(
-            str(v).lower() if isinstance(v, bool) else v for v in self.values)
-
-    def hint(self, value: Any) -> str:
-        best = self.aliases.get(str(value).lower()) or closest(
-            str(value), [str(v) for v in self.values if isinstance(v, str)])
-        return f"; did you mean '{best}'?" if best else ""
-
-
-class Pattern(Choice):
-    """A string matching ``regex`` (``values``: the suggestions for a near miss)."""
-
-    def __init__(self, regex: str, *values: str, text: str, aliases: dict[str, str] | None = None):
-        super().__init__(*values, text=text, aliases=aliases)
-        self.regex = re.compile(regex)
-
-    def ok(self, value: Any) -> bool:
-        return isinstance(value, str) and self.regex.fullmatch(value) is not None
-
-
-class Items:
-    """A list of ``length`` (None: any) numbers of type ``kind``, each within ``each``;
-    ``ordered``: in increasing (non-decreasing) order."""
-
-    def __init__(self, length: int | None, kind: type, each: Range, *, ordered: bool = False,
-                 example: str = ""):
-        self.length, self.kind, self.each, self.ordered, self.example = length, kind, each, ordered, example
-
-    def _is_kind(self, x: Any) -> bool:
-        kinds = (int, float) if self.kind is float else (self.kind,)
-        return isinstance(x, kinds) and not isinstance(x, bool)
-
-    def ok(self, value: Any) -> bool:
-        if not isinstance(value, list) or (self.length is not None and len(value) != self.length):
-            return False
-        if not all(self._is_kind(x) and self.each.ok(x) for x in value):
-            return False
-        return not self.ordered or all(a <= b for a, b in zip(value, value[1:]))
-
-    def expects(self, default: Any = None) -> str:
-        count = "" if self.length is None else f"{self.length} "
-        kind = "integers" if self.kind is int else "numbers"
-        text = f"a list of {count}{kind} {self.each.bound()}"
-        text += " in increasing order" if self.ordered else ""
-        return text + (f", e.g. {self.example}" if self.example else "")
-
-    def hint(self, value: Any) -> str:
-        return ""
-
-
-class Values(Items):
-    """A mapping whose values are numbers within ``each``."""
-
-    def __init__(self, each: Range):
-        super().__init__(None, float, each)
-
-    def ok(self, value: Any) -> bool:
-        return isinstance(value, dict) and super().ok(list(value.values()))
-
-    def expects(self, default: Any = None) -> str:
-        return f"a mapping to numbers {self.each.bound()}"
-
-
 #: Allowed values of the non-component keys of :data:`DEFAULTS`, checked at load after the types.
 #: The choice sets mirror the code that reads them (tests/test_checks_config.py keeps them equal).
 VALUE_CHECKS: dict[str, Range | Choice | Items] = {
     "seed": Range(0, 2**32 - 1),
     "output_dir": Pattern(r"\s*\S.*", text="a folder path"),
-    "device": Pattern(r"auto|cpu|cuda(:[0-9]+)?", "auto", "cpu", "cuda", "cuda:0",
-                      text="auto, cpu, cuda or cuda:N", aliases={"gpu": "cuda", "cuda:": "cuda:0"}),
+    "device": DEVICE,
     "input.size": Items(2, int, Range(1), example="[256, 128] (height, width)"),
     "input.pixel_mean": Items(3, float, Range(0, 1), example="[0.485, 0.456, 0.406] (RGB, fractions of 255)"),
     "input.pixel_std": Items(3, float, Range(0, 1, lo_open=True),
@@ -336,7 +242,32 @@ VALUE_CHECKS: dict[str, Range | Choice | Items] = {
     "test.metric": Choice("cosine", "euclidean", "sqeuclidean"),  # reid.evaluation.distance.METRICS
     "test.norm_parts": Range(1, 4096),
     "test.max_rank": Range(1),
+    # flags, lists of names and the published numbers: every leaf of DEFAULTS has a check here
+    "optimizer.nesterov": Flag(),
+    "optimizer.amsgrad": Flag(),
+    "optimizer.bias_weight_decay": Flag(),
+    "train.channels_last": Flag(),
+    "train.compile": Flag(),
+    "train.checkpoint_modules": Strings(),
+    "train.eval_before": Flag(),
+    "train.sync_bn": Flag(),
+    "train.gather_outputs": Flag(),
+    "train.find_unused_parameters": Flag(),
+    "reference.rank1": Nullable(Range(0, 100)),  # percent
+    "reference.mAP": Nullable(Range(0, 100)),
+    "reference.step_time": Nullable(Range(0, lo_open=True)),
+    "reference.source": Text(),
+    "test.flip": Flag(),
+    "test.normalize": Flag(),
+    "test.rerank": Flag(),
+    "test.aqe": Flag(),
 }
+
+#: Schema leaves checked by a function instead of an entry of VALUE_CHECKS (the key -> where).
+CHECKED_ELSEWHERE = {"reference.datasets": "_validate_reference (registered data set -> {rank1, mAP})"}
+
+#: The checks of a loss entry's keys besides its constructor's keywords.
+LOSS_EXTRA_CHECKS = {"weight": Range(0)}
 
 
 class Config(dict):
@@ -391,6 +322,71 @@ _Loader.add_implicit_resolver(
 )
 
 
+#: The most nodes a YAML document may expand to, aliases counted at each use (a config has a few
+#: hundred): an "alias bomb" (each anchor a list of aliases of the previous one) fails fast.
+YAML_MAX_NODES = 100_000
+
+
+class YamlShapeError(ConfigError):
+    """A YAML document refused before it is used: a duplicate key, or aliases expanding too far."""
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_: set[int]) -> int:
+    """Nodes of ``node`` with every alias expanded (memoised per node, so a bomb costs its text)."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if key in open_:
+        raise YamlShapeError(f"line {node.start_mark.line + 1}: an alias refers to its own anchor (a recursive "
+                             "structure); a config is a tree")
+    open_.add(key)
+    if isinstance(node, yaml.SequenceNode):
+        children = node.value
+    elif isinstance(node, yaml.MappingNode):
+        children = [n for pair in node.value for n in pair]
+    else:
+        children = []
+    total = 1
+    for child in children:
+        total += _expanded_size(child, sizes, open_)
+        if total > YAML_MAX_NODES:
+            break
+    open_.discard(key)
+    sizes[key] = total
+    if total > YAML_MAX_NODES:
+        raise YamlShapeError(f"line {node.start_mark.line + 1}: aliases expand the document past "
+                             f"{YAML_MAX_NODES} values (an alias bomb?); write the values out")
+    return total
+
+
+def _compose_document(self: _Loader) -> yaml.Node:
+    node = yaml.SafeLoader.compose_document(self)
+    _expanded_size(node, {}, set())
+    return node
+
+
+def _construct_mapping(self: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = self.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        try:
+            first = seen.get(key)
+        except TypeError:  # an unhashable key: the constructor reports it
+            continue
+        if first is not None:
+            raise YamlShapeError(f"duplicate key '{key}' (lines {first} and {line}); the second would "
+                                 "silently replace the first")
+        seen[key] = line
+    return yaml.SafeLoader.construct_mapping(self, node, deep=deep)
+
+
+_Loader.compose_document = _compose_document
+_Loader.construct_mapping = _construct_mapping
+
+
 def _yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
 
@@ -398,11 +394,18 @@ def _yaml(text: str) -> Any:
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
+    raw = path.read_bytes()
     try:
-        with open(path) as f:
-            data = _yaml(f.read())
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+                          "save the config as UTF-8") from None
+    try:
+        data = _yaml(text)
+    except YamlShapeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+        raise ConfigError(f"{path}: invalid YAML: {' '.join(str(exc).split())}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -467,6 +470,8 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
             raise ConfigError(f"{CLI}: override '{item}' has an empty key")
         try:
             value = _yaml(raw) if raw.strip() else ""
+        except YamlShapeError as exc:
+            raise ConfigError(f"{CLI}: override '{key}': {exc}") from None
         except yaml.YAMLError:
             value = raw
         node = out
@@ -482,6 +487,7 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
 def load_config(path: str | os.PathLike | None = None, overrides: Iterable[str] = ()) -> Config:
     """Load ``path`` (with its bases), apply ``KEY=VALUE`` overrides, validate, fill defaults."""
     _import_components()
+    _check_declarations()
     origin: dict[str, str] = {}
     user: dict[str, Any] = {}
     if path is not None:
@@ -497,6 +503,31 @@ def save_config(cfg: dict[str, Any], path: str | os.PathLike) -> None:
 
     data = cfg.to_dict() if isinstance(cfg, Config) else cfg
     atomic_write_text(path, yaml.safe_dump(data, sort_keys=False, default_flow_style=None))
+
+
+def schema_leaves(schema: dict[str, Any] = DEFAULTS, prefix: str = "") -> list[str]:
+    """The dotted keys of the schema's values (component sections excepted: their signatures)."""
+    out: list[str] = []
+    for key, value in schema.items():
+        if not prefix and (key in COMPONENT_SECTIONS or key == "losses"):
+            continue
+        if isinstance(value, dict) and value:
+            out += schema_leaves(value, f"{prefix}{key}.")
+        else:
+            out.append(prefix + key)
+    return out
+
+
+_DECLARED: list[bool] = []
+
+
+def _check_declarations() -> None:
+    """Refuse to load any config while a schema key has no declared check (a bug of reid)."""
+    if not _DECLARED:
+        missing = [k for k in schema_leaves() if k not in VALUE_CHECKS and k not in CHECKED_ELSEWHERE]
+        if missing:
+            raise RuntimeError(f"reid.config: schema keys without a check in VALUE_CHECKS: {', '.join(missing)}")
+        _DECLARED.append(True)
 
 
 def _import_components() -> None:
@@ -541,85 +572,11 @@ def _unknown(key: str, siblings: Iterable[str], where: str, what: str = "key") -
     return ConfigError(f"{where}: unknown {what} '{key}'{hint}")
 
 
-_TYPE_NAMES = {
-    "int": int, "float": float, "bool": bool, "str": str, "list": list, "tuple": list,
-    "dict": dict, "None": type(None), "Sequence": list,
-}
-
-
-def _expected_types(default: Any, annotation: Any) -> tuple[type, ...] | None:
-    """Accepted YAML types for a value, from its default or (simple) annotation; None = any."""
-    if default is not None and default is not inspect.Parameter.empty:
-        if isinstance(default, bool):
-            return (bool,)
-        if isinstance(default, int):
-            return (int,)
-        if isinstance(default, float):
-            return (float, int)
-        if isinstance(default, str):
-            return (str,)
-        if isinstance(default, (list, tuple)):
-            return (list,)
-        if isinstance(default, dict):
-            return (dict,)
-        return None
-    if isinstance(annotation, str):
-        types: list[type] = []
-        for part in annotation.split("|"):
-            base = part.strip().split("[", 1)[0].split(".")[-1]
-            if base not in _TYPE_NAMES:
-                return None
-            types.append(_TYPE_NAMES[base])
-        if float in types:
-            types.append(int)
-        return tuple(types)
-    if annotation in (int, float, bool, str, list, dict):
-        return (annotation, int) if annotation is float else (annotation,)
-    return None
-
-
-_LITERAL = re.compile(r"^\s*(?:typing\.)?Literal\[(.*)\]\s*$", re.S)
-
-
-def literal_choices(annotation: Any, namespace: dict[str, Any] | None = None) -> tuple[Any, ...] | None:
-    """The values of a ``Literal[...]`` annotation (a string under ``from __future__ import
-    annotations``, the typing object, or the name of a module-level alias such as ``Neck =
-    Literal["bnneck", "none"]`` looked up in ``namespace``), else None: a component keyword
-    annotated so is one of a fixed set of values, checked when the config loads."""
-    if typing.get_origin(annotation) is typing.Literal:
-        return typing.get_args(annotation)
-    if isinstance(annotation, str) and namespace is not None and annotation.strip().isidentifier():
-        alias = namespace.get(annotation.strip())
-        if typing.get_origin(alias) is typing.Literal:
-            return typing.get_args(alias)
-    match = _LITERAL.match(annotation) if isinstance(annotation, str) else None
-    if match is None:
-        return None
-    try:
-        values = ast.literal_eval(f"({match.group(1)},)")
-    except (ValueError, SyntaxError):
-        return None
-    return tuple(values)
-
-
-def _namespace(component: Any) -> dict[str, Any]:
-    """The globals of the module defining ``component`` (where its annotations' names live)."""
-    module = sys.modules.get(getattr(component, "__module__", ""), None)
-    return vars(module) if module is not None else {}
-
-
 def _check_type(key: str, value: Any, types: tuple[type, ...] | None, where: str,
                 default: Any = None) -> None:
-    if types is None:
-        return
-    if value is None and (default is None or type(None) in types):
-        return
-    ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
-    if not ok:
-        names = " or ".join(sorted({t.__name__ for t in types if t is not type(None)}))
-        raise ConfigError(
-            f"{where}: key '{key}' expects {names}, got {type(value).__name__} {value!r}"
-        )
+    message = type_error(key, value, types, default)
+    if message:
+        raise ConfigError(f"{where}: {message}")
 
 
 def _unknown_name(registry: Registry, name: str, at: str, where: str, noun: str | None = None) -> ConfigError:
@@ -652,7 +609,10 @@ def _validate_component(key: str, section: Any, registry: Registry, origin: dict
             continue
         sub = f"{key}.{k}"
         if k in extra:
-            _check_type(sub, v, _expected_types(extra[k], None), _source(origin, sub, fallback))
+            _check_type(sub, v, expected_types(extra[k], None), _source(origin, sub, fallback))
+            message = keyword_error(sub, v, LOSS_EXTRA_CHECKS.get(k), extra[k])
+            if message:
+                raise ConfigError(f"{_source(origin, sub, fallback)}: {message}")
             out[k] = v
             continue
         if k not in params:
@@ -664,21 +624,22 @@ def _validate_component(key: str, section: Any, registry: Registry, origin: dict
                 v = {**p.default, **v}
             out[k] = _validate_component(sub, v, NESTED_COMPONENTS[k], origin, fallback)
             continue
-        choices = literal_choices(p.annotation, _namespace(registry.get(name)))
-        if choices is not None:
-            check = Choice(*choices)
-            if not check.ok(v):
-                raise ConfigError(f"{_source(origin, sub, fallback)}: key '{sub}' expects {check.expects()}, "
-                                  f"got {v!r}{check.hint(v)}")
-        else:
-            _check_type(sub, v, _expected_types(p.default, p.annotation), _source(origin, sub, fallback),
-                        None if p.default is p.empty else p.default)
+        default = None if p.default is p.empty else p.default
+        message = keyword_problem(sub, v, p.annotation, default, namespace_of(registry.get(name)))
+        if message:
+            raise ConfigError(f"{_source(origin, sub, fallback)}: {message}")
         out[k] = v
     for k, nested in NESTED_COMPONENTS.items():
         if k in out and isinstance(out[k], dict) and "name" in out[k] and not isinstance(
             section.get(k), dict
         ):
             out[k] = _validate_component(f"{key}.{k}", out[k], nested, origin, fallback)
+    hook = getattr(registry.get(name), "check_keywords", None)  # keywords checked as a whole
+    if hook is not None:
+        try:
+            hook(out)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
     return out
 
 
@@ -712,7 +673,7 @@ def _validate_section(key: str, user: dict, schema: dict, origin: dict[str, str]
                 raise ConfigError(f"{where}: '{sub}' must be a mapping, got {v!r}")
             out[k] = _validate_section(sub, v, schema[k], origin, fallback)
         else:
-            types = getattr(VALUE_CHECKS.get(sub), "types", None) or _expected_types(schema[k], None)
+            types = getattr(VALUE_CHECKS.get(sub), "types", None) or expected_types(schema[k], None)
             _check_type(sub, v, types, where, schema[k])
             out[k] = v
     if not key:
@@ -755,24 +716,99 @@ def _check_values(cfg: dict[str, Any], origin: dict[str, str], fallback: str) ->
         if value is not _MISSING and not check.ok(value):
             raise ConfigError(f"{_source(origin, key, fallback)}: key '{key}' expects {check.expects(default)}, "
                               f"got {value!r}{check.hint(value)}")
+    for keys, relation in RELATIONS:
+        found = relation(cfg)
+        if found:
+            key, message = found if isinstance(found, tuple) else (keys[0], found)
+            raise ConfigError(f"{_source(origin, key, fallback)}: key '{key}' {message}")
+
+
+def _cosine_floor(cfg: dict[str, Any]) -> str | None:
     schedule, lr = cfg["schedule"], cfg["optimizer"]["lr"]
     if schedule["name"] == "cosine" and schedule["min_lr"] > lr:
-        raise ConfigError(f"{_source(origin, 'schedule.min_lr', fallback)}: key 'schedule.min_lr' "
-                          f"(the cosine floor) must not exceed optimizer.lr = {lr}, got {schedule['min_lr']}")
+        return f"(the cosine floor) must not exceed optimizer.lr = {lr}, got {schedule['min_lr']}"
+    return None
+
+
+def _factor_count(cfg: dict[str, Any]) -> str | None:
+    schedule = cfg["schedule"]
     if schedule["factors"] and len(schedule["factors"]) != len(schedule["milestones"]) + 1:
-        raise ConfigError(f"{_source(origin, 'schedule.factors', fallback)}: key 'schedule.factors' needs one "
-                          f"more entry than schedule.milestones ({len(schedule['milestones'])}), "
-                          f"got {len(schedule['factors'])}")
+        return (f"needs one more entry than schedule.milestones ({len(schedule['milestones'])}), "
+                f"got {len(schedule['factors'])}")
+    return None
+
+
+def _pair_losses(cfg: dict[str, Any]) -> list[str]:
+    """Labels of the configured losses that compare images of a batch (``pairwise = True`` on the class)."""
+    return [label for label, spec in cfg["losses"].items()
+            if getattr(LOSSES.get(spec["name"]), "pairwise", False)]
+
+
+def _batch_pairs(key: str) -> Any:
+    def relation(cfg: dict[str, Any]) -> str | None:
+        losses, value = _pair_losses(cfg), cfg["sampler"][key.split(".")[1]]
+        if losses and value < 2:
+            what = "identities (negatives)" if key == "sampler.num_ids" else "images per identity (positives)"
+            return (f"must be >= 2 with the {', '.join(losses)} loss (it needs {what} in each batch), "
+                    f"got {value}")
+        return None
+    return relation
+
+
+def _output_stride(model: dict[str, Any], stride: Any = None) -> int:
+    """Input pixels per cell of the backbone's last map (a branch's own last ``stride`` when set)."""
+    from .models.backbones.base import output_stride
+
+    last = stride if isinstance(stride, int) else (model.get("backbone") or {}).get("last_stride", 2)
+    return output_stride(last if isinstance(last, int) and last >= 1 else 2)
+
+
+def _input_size(cfg: dict[str, Any]) -> str | None:
+    stride = _output_stride(cfg["model"])
+    if min(cfg["input"]["size"]) < stride:
+        return (f"expects each side >= the network's output stride {stride} (model.backbone.last_stride "
+                f"{stride // _output_stride({}, 1)}) so that its last feature map covers whole cells, "
+                f"got {cfg['input']['size']}")
+    return None
+
+
+def _stripes(cfg: dict[str, Any]) -> tuple[str, str] | None:
+    model, height = cfg["model"], cfg["input"]["size"][0]
+    branches = [model] + [b for b in model.get("branches") or [] if isinstance(b, dict)]
+    for i, branch in enumerate(branches):
+        stripes = branch.get("stripes")
+        if isinstance(stripes, int) and not isinstance(stripes, bool) and stripes > 0:
+            stride = _output_stride(model, branch.get("stride"))
+            rows = -(-height // stride)
+            if stripes > rows:
+                key = "model.stripes" if i == 0 else f"model.branches[{i - 1}].stripes"
+                return key, (f"expects at most the {rows} rows of the feature map (input.size height {height} / "
+                             f"output stride {stride}), got {stripes}; lower it or raise input.size")
+    return None
+
+
+#: Relations between keys, checked at load after every key's own check: (keys, check) where the
+#: check returns the message (after "key 'KEYS[0]' ") or None. One declared list; docs/checks.md.
+RELATIONS: list[tuple[tuple[str, ...], Any]] = [
+    (("schedule.min_lr", "optimizer.lr", "schedule.name"), _cosine_floor),
+    (("schedule.factors", "schedule.milestones"), _factor_count),
+    (("sampler.num_ids", "losses"), _batch_pairs("sampler.num_ids")),
+    (("sampler.num_instances", "losses"), _batch_pairs("sampler.num_instances")),
+    (("input.size", "model.backbone.last_stride"), _input_size),
+    (("model.stripes", "model.branches", "input.size", "model.backbone.last_stride"), _stripes),
+]
 
 
 # ------------------------------------------------------------------------------------- reference
 
 REFERENCE_METRICS = ("rank1", "mAP")
+PERCENT_OR_NULL = Nullable(Range(0, 100))
 
 
 def _number_or_null(key: str, value: Any, where: str) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-        raise ConfigError(f"{where}: key '{key}' expects a number or null, got {value!r}")
+    check = VALUE_CHECKS.get(key, PERCENT_OR_NULL)
+    if not check.ok(value):
+        raise ConfigError(f"{where}: key '{key}' expects {check.expects()}, got {value!r}{check.hint(value)}")
 
 
 def _validate_reference(ref: dict[str, Any], origin: dict[str, str], fallback: str) -> None:

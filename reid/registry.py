@@ -6,12 +6,13 @@ mistyped key is an error that suggests the right one) and calls it.
 """
 from __future__ import annotations
 
-import difflib
 import importlib
 import inspect
 import pkgutil
 from types import ModuleType
 from typing import Any, Callable, Iterable
+
+from .suggest import closest, suggestion  # noqa: F401  (re-exported: the names' old home)
 
 
 class UserError(Exception):
@@ -20,21 +21,6 @@ class UserError(Exception):
 
 class ConfigError(UserError, ValueError):
     """A user error in a configuration: unknown key, wrong type, unknown component name."""
-
-
-def closest(name: str, candidates: Iterable[str]) -> str | None:
-    """The candidate closest to ``name`` (difflib ratio >= 0.5), or None."""
-    matches = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.5)
-    return matches[0] if matches else None
-
-
-def suggestion(name: str, candidates: Iterable[str]) -> str:
-    """Return ``"; did you mean 'x'?"`` or a list of the valid names."""
-    candidates = sorted(candidates)
-    best = closest(name, candidates)
-    if best is not None:
-        return f"; did you mean '{best}'?"
-    return f"; valid: {', '.join(candidates)}" if candidates else ""
 
 
 class Registry:
@@ -85,15 +71,24 @@ class Registry:
         }
 
     def check_kwargs(self, name: str, kwargs: dict[str, Any], where: str = "") -> None:
-        """Raise ConfigError for an unknown keyword, naming the closest valid one."""
+        """Raise ConfigError for an unknown keyword, naming the closest valid one, or for a value
+        its signature refuses (type, ``Literal`` choice, ``Annotated[int, Range(1)]``: reid.checks)."""
+        from reid.checks import keyword_problem
+
         params = self.parameters(name)
         prefix = f"{where}: " if where else ""
-        for key in kwargs:
+        module = inspect.getmodule(self.get(name))
+        namespace = vars(module) if module is not None else {}
+        for key, value in kwargs.items():
             if key not in params:
                 raise ConfigError(
                     f"{prefix}unknown key '{key}' for {self.kind} '{name}'"
                     f"{suggestion(key, params)}"
                 )
+            default = None if params[key].default is params[key].empty else params[key].default
+            message = keyword_problem(key, value, params[key].annotation, default, namespace)
+            if message:
+                raise ConfigError(f"{prefix}{message}")
 
     def build(self, name: str, *args: Any, where: str = "", **kwargs: Any) -> Any:
         """Check ``kwargs`` against the signature of ``name`` and call it."""

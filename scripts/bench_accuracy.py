@@ -99,7 +99,7 @@ def train_one(cfg, out_dir: Path) -> dict:
 
     load_start = os.getloadavg()
     start = time.perf_counter()
-    trainer = Trainer(cfg)
+    trainer = Trainer(cfg, overwrite=True)  # a previous (partial) run there is moved aside, never replaced
     summary = trainer.fit()
     wall = time.perf_counter() - start
     iters = len(trainer.loader)

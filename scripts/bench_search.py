@@ -1,15 +1,27 @@
 #!/usr/bin/env python
-"""Benchmark of reid.inference.topk_search on a large synthetic gallery: time and memory.
+"""Benchmark of reid.inference.topk_search on a large synthetic gallery (time and memory), and of
+the faiss indexes of reid.inference.index beside it (``--index``).
 
     OMP_NUM_THREADS=1 python scripts/bench_search.py                  # 1,000,000 x 512, 10 queries
     python scripts/bench_search.py --gallery 200000 --chunks 4096 65536 --mmap
+    OMP_NUM_THREADS=1 python scripts/bench_search.py --queries 1000 --index flat ivf:nprobe=8/16/32 \
+        ivfpq:nprobe=8/16/32 hnsw:ef_search=32/64/128
+
+``--index KIND[:NAME=V,NAME=V1/V2/...]`` (parameters of reid.inference.index; ``/`` lists search-time
+values, ``nprobe`` / ``ef_search``, each one a row of the same built index) switches to a clustered
+gallery (see :func:`clustered_blocks`) and prints one table: the exact chunked search, then each
+index: build time, query time per query (all queries in one call, ``--threads`` threads for torch
+and faiss alike), memory (the serialised index's bytes; the peak of the process's anonymous
+resident memory during the build minus its value before, memory-mapped gallery pages not counted;
+memory freed by an earlier index and reused is not counted again) and recall@1 / recall@10 against the
+exact result (recall@k: the share of the exact top-k found in the index's top-k; @1: top-1 equal).
 
 The gallery (float32, random unit vectors; seeded) is built in memory chunk by chunk (``--mmap``:
 written to a temporary .npy and searched through a read-only memory map). Each chunk size is run
 ``--repeats`` times (best time reported); memory is the process's resident set sampled every 2 ms
 during the search, minus its size before the search (the gallery itself is not counted), beside the
 bound stated in ``topk_search``'s docstring. The result of every chunk size is checked equal to the
-first one's. faiss is not used (optional, not installed here).
+first one's.
 """
 from __future__ import annotations
 
@@ -35,10 +47,14 @@ def rss_mb() -> float:
 
 
 class PeakRss:
-    """Context manager: ``.extra`` = peak resident MB while inside, minus the resident MB at entry."""
+    """Context manager: ``.extra`` = peak resident MB while inside, minus the resident MB at entry
+    (``read``: the reading sampled, by default :func:`rss_mb`)."""
+
+    def __init__(self, read=None):
+        self.read = read or rss_mb
 
     def __enter__(self):
-        self.start = self.peak = rss_mb()
+        self.start = self.peak = self.read()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
         self._thread.start()
@@ -46,13 +62,147 @@ class PeakRss:
 
     def _watch(self):
         while not self._stop.wait(0.002):
-            self.peak = max(self.peak, rss_mb())
+            self.peak = max(self.peak, self.read())
 
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, rss_mb())
+        self.peak = max(self.peak, self.read())
         self.extra = self.peak - self.start
+
+
+def rss_anon_mb() -> float:
+    """Anonymous resident memory of this process in MB (heap, not memory-mapped file pages; Linux)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0.0
+
+
+def clustered_blocks(n: int, d: int, per_id: int, intrinsic: int, spread: float, noise: float, query_ids: np.ndarray,
+                     seed: int = 0, ids_per_block: int = 8192):
+    """Yield (start row, gallery rows [B, D] float32 unit vectors, query rows [b, D]) of a synthetic
+    gallery of ``n`` rows: identity ``i`` owns rows ``i * per_id ... i * per_id + per_id - 1``; its
+    centre is a Gaussian point of an ``intrinsic``-dimensional subspace (a fixed random orthonormal
+    basis of R^D; ``intrinsic = 0``: all of R^D), each image is the centre plus Gaussian noise of
+    ``spread`` times the centre's scale in that subspace plus isotropic noise ``noise`` in R^D,
+    L2-normalised. The queries are held-out images of identities ``query_ids`` (sorted), drawn
+    the same way, one each, yielded with the block that holds their identity."""
+    g = torch.Generator().manual_seed(seed)
+    r = intrinsic or d
+    basis = torch.linalg.qr(torch.randn(d, r, generator=g))[0] if intrinsic else None  # [D, r]
+    n_ids = -(-n // per_id)
+    for first in range(0, n_ids, ids_per_block):
+        ids = torch.arange(first, min(n_ids, first + ids_per_block))
+        centres = torch.randn(len(ids), r, generator=g)
+        rows = centres.repeat_interleave(per_id, 0)
+        rows = rows + spread * torch.randn(rows.shape, generator=g)
+        qpick = query_ids[(query_ids >= int(ids[0])) & (query_ids <= int(ids[-1]))] - first
+        q = centres[torch.from_numpy(qpick)] + spread * torch.randn(len(qpick), r, generator=g)
+        start = first * per_id
+        rows, q = rows[:n - start], q
+        out = []
+        for x in (rows, q):
+            x = x @ basis.T if basis is not None else x
+            x = x / np.sqrt(r) + noise * torch.randn(x.shape, generator=g) / np.sqrt(d)
+            out.append(torch.nn.functional.normalize(x, dim=1).numpy())
+        yield start, out[0], out[1]
+
+
+def parse_spec(spec: str) -> tuple[str, dict[str, int], list[dict[str, int]]]:
+    """``"ivfpq:nlist=1024,nprobe=8/16"`` -> (kind, build parameters, one dict per search setting)."""
+    kind, _, rest = spec.partition(":")
+    params: dict[str, int] = {}
+    sweep: list[dict[str, int]] = [{}]
+    for item in filter(None, rest.split(",")):
+        key, _, value = item.partition("=")
+        values = [int(v) for v in value.split("/")]
+        if len(values) > 1 or key in ("nprobe", "ef_search"):
+            sweep = [{**s, key: v} for s in sweep for v in values]
+            params.setdefault(key, values[0])
+        else:
+            params[key] = values[0]
+    return kind, params, sweep
+
+
+def compare(args) -> int:
+    """The exact chunked search and each ``--index`` on one clustered gallery: one table."""
+    from reid.inference.index import GalleryIndex, import_faiss
+
+    faiss = import_faiss()
+    faiss.omp_set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
+    n, d, k = args.gallery, args.dim, args.topk
+    rng = np.random.default_rng(1)
+    query_ids = np.sort(rng.choice(-(-n // args.per_id), args.queries, replace=False))
+    print(f"faiss {faiss.__version__}, torch {torch.__version__}, {args.threads} thread(s); gallery {n:,} x {d} "
+          f"float32 ({n * d * 4 / 2**30:.2f} GiB{', memory-mapped' if args.mmap else ''}), {args.per_id} images "
+          f"per identity, intrinsic dimension {args.intrinsic or d}, spread {args.spread}, noise {args.noise}; "
+          f"{args.queries} queries (held-out images of gallery identities), top-{k}")
+    tmp = None
+    t0 = time.perf_counter()
+    if args.mmap:
+        tmp = tempfile.TemporaryDirectory(prefix="bench_search-", dir=args.tmp)
+        path = Path(tmp.name) / "gallery.npy"
+        gallery = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, d))
+    else:
+        gallery = np.empty((n, d), np.float32)
+    queries = []
+    for start, rows, q in clustered_blocks(n, d, args.per_id, args.intrinsic, args.spread, args.noise, query_ids):
+        gallery[start:start + len(rows)] = rows
+        queries.append(q)
+    query = np.concatenate(queries)
+    if args.mmap:
+        gallery.flush()
+        del gallery
+        gallery = np.load(path, mmap_mode="r")
+    print(f"gallery generated in {time.perf_counter() - t0:.1f} s; anonymous resident {rss_anon_mb():.0f} MB")
+    topk_search(query[:2], gallery[:4096], k, chunk_size=1024)  # warm-up
+    with PeakRss() as mem:
+        t = time.perf_counter()
+        exact_d, exact_i = topk_search(query, gallery, k, chunk_size=args.chunks[0])
+        exact_s = time.perf_counter() - t
+    exact_i = exact_i.numpy()
+    same_id = np.mean(exact_i // args.per_id == query_ids[:, None])
+    print(f"exact top-{k}: {same_id:.3f} of the matches are the query's identity; cos of the 1st / {k}th match "
+          f"{1 - exact_d[:, 0].mean():.3f} / {1 - exact_d[:, -1].mean():.3f}")
+    head = (f"| search | build s | ms / query | queries / s | x exact | index MB | build RSS MB | recall@1 | "
+            f"recall@{k} |")
+    print(head + "\n|" + " --- |" * 9)
+    exact_qps = len(query) / exact_s
+    print(f"| exact chunked (topk_search, chunk {args.chunks[0]}) | - | {1000 * exact_s / len(query):.2f} | "
+          f"{exact_qps:.1f} | 1 | {n * d * 4 / 2**20:.0f} (features) | {mem.extra:.0f} | 1 | 1 |", flush=True)
+    for spec in args.index:
+        kind, params, sweep = parse_spec(spec)
+        with PeakRss(rss_anon_mb) as mem:
+            t = time.perf_counter()
+            index = GalleryIndex.build(gallery, kind, params)
+            build_s = time.perf_counter() - t
+        grown = mem.extra
+        size = index.nbytes() / 2**20
+        for setting in sweep:
+            if "nprobe" in setting:
+                index.index.nprobe = setting["nprobe"]
+            if "ef_search" in setting:
+                index.index.hnsw.efSearch = setting["ef_search"]
+            index.search(query[:2], k)  # warm-up
+            t = time.perf_counter()
+            _, got = index.search(query, k)
+            s = time.perf_counter() - t
+            r1 = np.mean(got[:, 0] == exact_i[:, 0])
+            rk = np.mean([len(np.intersect1d(a, b)) / k for a, b in zip(got, exact_i)])
+            shown = {**index.params, **setting}
+            name = kind + (" " + " ".join(f"{a}={b}" for a, b in shown.items()) if shown else "")
+            print(f"| {name} | {build_s:.1f} | {1000 * s / len(query):.3f} | {len(query) / s:.0f} | "
+                  f"{len(query) / s / exact_qps:.0f} | {size:.0f} | {grown:.0f} | {r1:.3f} | {rk:.3f} |", flush=True)
+        del index
+    if tmp is not None:
+        del gallery
+        tmp.cleanup()
+    return 0
 
 
 def make_gallery(n: int, d: int, seed: int, out: np.ndarray, block: int = 65536) -> np.ndarray:
@@ -72,7 +222,18 @@ def main() -> int:
     parser.add_argument("--chunks", type=int, nargs="+", default=[4096, 16384, 65536])
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--mmap", action="store_true", help="search a read-only memory-mapped .npy file")
+    parser.add_argument("--index", nargs="+", metavar="KIND[:NAME=V,...]",
+                        help="compare faiss indexes with the exact search on a clustered gallery")
+    parser.add_argument("--per-id", type=int, default=10, help="--index: gallery images per identity")
+    parser.add_argument("--intrinsic", type=int, default=64,
+                        help="--index: dimension of the subspace identities vary in (0: all D)")
+    parser.add_argument("--spread", type=float, default=0.7, help="--index: image noise / centre scale")
+    parser.add_argument("--noise", type=float, default=0.3, help="--index: isotropic noise in R^D")
+    parser.add_argument("--threads", type=int, default=1, help="--index: threads of torch and faiss")
+    parser.add_argument("--tmp", default=None, help="--mmap: folder of the temporary gallery file")
     args = parser.parse_args()
+    if args.index:
+        return compare(args)
     n, d, q = args.gallery, args.dim, args.queries
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); gallery {n:,} x {d} float32 "
           f"({n * d * 4 / 2**30:.2f} GiB), {q} queries, top-{args.topk}")

@@ -117,7 +117,7 @@ def main() -> int:
         metrics_file = out_dir / "metrics.json"
         if args.retrain or not metrics_file.is_file():
             print(f"=> rung {len(rows) + 1}/{len(configs)}: {path}")
-            launch(cfg)
+            launch(cfg, overwrite=True)  # a previous (partial) run there is moved aside, never replaced
         summary = json.loads(metrics_file.read_text())
         best = summary.get("best") or {}
         label = f"{name} (selected on val: epoch {best['epoch']})" if best.get("selected_on") == "val" else name

@@ -9,6 +9,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("REID_SHARED_DATA", ROOT.parent / "shared" / "data"))
+#: Where the tests marked ``cuda_capable`` compute: ``REID_TEST_DEVICE=cuda`` runs them on the GPU
+#: (scripts/gpu_check.sh does); default cpu, so the suite is unchanged without it.
+TEST_DEVICE = os.environ.get("REID_TEST_DEVICE", "cpu")
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
@@ -19,6 +22,14 @@ def shared_path(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"real benchmark data not found at {path} (set REID_SHARED_DATA)")
     return path
+
+
+@pytest.fixture
+def device() -> torch.device:
+    """The device of a ``cuda_capable`` test: ``$REID_TEST_DEVICE`` (cpu unless set)."""
+    if TEST_DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        pytest.fail(f"REID_TEST_DEVICE={TEST_DEVICE} but CUDA is not available")
+    return torch.device(TEST_DEVICE)
 
 
 @pytest.fixture

@@ -2,11 +2,16 @@
 key and what was expected, before any work; the command line takes overrides after any option."""
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import pytest
 import torch
 
 from reid.cli import config_parser
 from reid.config import VALUE_CHECKS, ConfigError, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("override, message", [
@@ -76,7 +81,7 @@ def test_choice_strings_suggest_the_closest(override, hint):
 
 @pytest.mark.parametrize("override", [
     "data.on_device=true", "data.on_device=false", "data.on_device=auto", "device=cuda:1", "device=cpu",
-    "optimizer.lr=10", "augment.crop_scale=1", "seed=0", "input.size=[8,4]", "augment.erasing.area=[0.1,0.1]",
+    "optimizer.lr=10", "augment.crop_scale=1", "seed=0", "input.size=[16,16]", "augment.erasing.area=[0.1,0.1]",
 ])
 def test_values_at_the_edges_are_accepted(override):
     load_config(None, [override])
@@ -148,3 +153,105 @@ def test_overrides_may_follow_any_option():
     args = parser.parse_args(["a=1", "--config", "c.yaml", "--resume", "PATH", "train.epochs=5", "--summary", "b=2"])
     assert args.resume == "PATH" and args.summary and args.config == "c.yaml"
     assert args.overrides == ["a=1", "train.epochs=5", "b=2"]
+
+
+# ------------------------------------------------------------------ issue 23, item 4: ranges where declared
+
+@pytest.mark.parametrize("config, overrides, message", [
+    ("bot", ["model.backbone.last_stride=0"], "key 'model.backbone.last_stride' expects an integer in [1, 2], got 0"),
+    ("laganet", ["model.embedding_dim=0"], "key 'model.embedding_dim' expects an integer >= 1, got 0"),
+    ("laganet", ["model.dropout=1.5"], "key 'model.dropout' expects a number in [0, 1), got 1.5"),
+    ("lagnet", ["model.embed_dim=0"], "key 'model.embed_dim' expects an integer >= 1, got 0"),
+    ("bdb", ["model.height_ratio=0"], "key 'model.height_ratio' expects a number in (0, 1], got 0"),
+    ("mgn", ["model.branches=[{pooling: {name: gem, p: 0}}]"],
+     "model.branches[0].pooling: key 'p' expects a number > 0, got 0"),
+    ("mgn", ["model.branches=[{head_dim: 0}]"], "model.branches[0]: key 'head_dim' expects an integer >= 1, got 0"),
+    ("mgn", ["model.branches=[{head: {name: reduction, dropout: 1}}]"],
+     "key 'dropout' expects a number in [0, 1), got 1"),
+    ("bot", ["losses.ce.epsilon=5"], "key 'losses.ce.epsilon' expects a number in [0, 1), got 5"),
+    ("bot", ["losses.triplet.margin=-0.3"], "key 'losses.triplet.margin' expects a number >= 0, got -0.3"),
+    ("bot", ["losses.triplet.margin=.inf"], "key 'losses.triplet.margin' expects a number >= 0, got inf"),
+    ("bot", ["losses.ce.weight=-1"], "key 'losses.ce.weight' expects a number >= 0, got -1"),
+    ("bot", ["augment.crop_scale=.inf"], "key 'augment.crop_scale' expects a number >= 1, got inf (not a finite"),
+    ("bot", ["optimizer.weight_decay=.inf"], "key 'optimizer.weight_decay' expects a number >= 0, got inf"),
+    ("bot", ["optimizer.weight_decay=.nan"], "key 'optimizer.weight_decay' expects a number >= 0, got nan"),
+    # the relations (RELATIONS in reid/config.py)
+    ("bot", ["sampler.num_ids=1"], "key 'sampler.num_ids' must be >= 2 with the triplet loss"),
+    ("bot", ["sampler.num_instances=1"], "key 'sampler.num_instances' must be >= 2 with the triplet loss"),
+    ("bot", ["input.size=[1,1]"], "key 'input.size' expects each side >= the network's output stride 16"),
+    ("laganet", ["model.stripes=30"], "key 'model.stripes' expects at most the 24 rows of the feature map"),
+    ("mgn", ["model.branches=[{stripes: 9}]", "input.size=[128,64]"],
+     "key 'model.branches[0].stripes' expects at most the 8 rows of the feature map"),
+])
+def test_values_that_cannot_work_are_refused_at_load(config, overrides, message):
+    path = ROOT / "configs" / config / "market1501.yaml"
+    with pytest.raises(ConfigError) as err:
+        load_config(path, overrides)
+    assert str(err.value).startswith("command line: ") and message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("overrides", [
+    ["losses.triplet=null", "sampler.num_instances=1", "sampler.num_ids=1"],  # no pairwise loss: K = 1 is fine
+    ["input.size=[16,16]"], ["model.backbone.last_stride=2", "input.size=[32,32]"],
+])
+def test_the_relations_accept_what_works(overrides):
+    load_config(ROOT / "configs" / "bot" / "market1501.yaml", overrides)
+
+
+def test_output_stride_is_what_the_backbones_build():
+    from reid.models.backbones.base import output_stride
+    from reid.registry import BACKBONES
+
+    for name in ("resnet18", "mobilenetv2"):
+        for last in (1, 2):
+            backbone = BACKBONES.build(name, last_stride=last)
+            assert backbone.output_shape()[backbone.stage_names[-1]].stride == output_stride(last)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("train:\n  epochs: 3\nseed: 1\ntrain:\n  epochs: 5\n", "duplicate key 'train' (lines 1 and 4)"),
+    ("a: &a [*a]\n", "an alias refers to its own anchor"),
+    ("a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 10)}]\n" for i in range(8)),
+     "aliases expand the document past 100000 values"),
+])
+def test_yaml_that_lies_is_refused_in_one_line(tmp_path, text, message):
+    path = tmp_path / "exp.yaml"
+    path.write_text(text)
+    start = time.perf_counter()
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert time.perf_counter() - start < 2  # an alias bomb fails fast
+    assert str(err.value).startswith(f"{path}: ") and message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_non_utf8_config_and_duplicate_override_keys(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("seed: 1  # caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=rf"^{path}: not UTF-8 text \(byte 0xe9 at offset 14\)"):
+        load_config(path)
+    with pytest.raises(ConfigError, match=r"^command line: override 'train': duplicate key 'epochs'"):
+        load_config(None, ["train={epochs: 3, epochs: 4}"])
+
+
+@pytest.mark.parametrize("tool, argv, message", [
+    ("search.py", ["--checkpoint", "c", "--query", "q", "--gallery", "g", "--chunk-size", "0"],
+     "argument --chunk-size: expected an integer >= 1, got 0"),
+    ("extract.py", ["--checkpoint", "c", "--images", "d", "--out", "f.npz", "--batch-size", "-4"],
+     "argument --batch-size: expected an integer >= 1, got -4"),
+    ("test.py", ["--checkpoint", "c", "--save-ranks", "x"], "argument --save-ranks: expected an integer >= 0, got 'x'"),
+    ("dataset_stats.py", ["-d", "market1501", "-r", "r", "--scale", "nan"],
+     "argument --scale: expected a number in (0, 1], got nan (not a finite number)"),
+    ("visualize.py", ["ranked", "--out", "o.png", "--checkpoints", "a", "b", "--topk", "0"],
+     "argument --topk: expected an integer >= 1, got 0"),
+    ("search.py", ["--checkpoint", "c", "--query", "q", "--gallery", "g", "--device", "gpu"],
+     "argument --device: expected auto, cpu, cuda or cuda:N, got 'gpu'; did you mean 'cuda'?"),
+])
+def test_tool_arguments_out_of_range_exit_2_in_one_line(capsys, tool, argv, message):
+    from reid.testing.fuzz import tool_parser
+
+    with pytest.raises(SystemExit) as exc:
+        tool_parser(tool).parse_args(argv)
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert exc.value.code == 2 and len(errors) == 1 and errors[0].endswith(f"error: {message}")

@@ -1,7 +1,8 @@
-"""Trainer-side checks (issue 12) on a tiny synthetic run: a NaN loss stops with a user error and
-changes nothing, a diverging loss is reported once, a checkpoint of another model / class count is
-described key by key, 'last' is written before the final evaluation; the CLI takes overrides after
-``--resume`` and stops on a bad value before creating anything."""
+"""Trainer-side checks (issues 12, 23) on a tiny synthetic run: a NaN loss stops with a user error and
+changes nothing, NaN weights stop the run before it is evaluated or saved, a diverging loss is
+reported once, a checkpoint of another model / class count is described key by key, 'last' is
+written before the final evaluation; the CLI takes overrides after ``--resume`` and stops on a bad
+value before creating anything."""
 from __future__ import annotations
 
 import subprocess
@@ -16,7 +17,7 @@ from test_checks_run import Records
 from reid.config import load_config
 from reid.engine import Trainer
 from reid.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from reid.engine.guards import NonFiniteLossError
+from reid.engine.guards import NonFiniteLossError, NonFiniteWeightsError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -103,3 +104,36 @@ def test_cli_override_after_resume_is_read_and_checked_before_any_work(tmp_path)
     assert res.returncode == 2, res.stderr
     assert res.stderr == "error: command line: key 'train.epochs' expects an integer >= 1, got 0\n"
     assert not out.exists() and not (tmp_path / "cache").exists()
+
+
+def test_non_finite_weights_stop_before_evaluation_and_checkpoints(trainer, tmp_path, monkeypatch):
+    """A BatchNorm statistic turned NaN in epoch 2 (the train-mode loss stays finite): the run
+    stops at that epoch's end; epoch 1's last.pth and best.pth are unchanged, epoch 2 is never
+    evaluated. Steps and evaluation are stubs (no forward pass): the hooks run as in a real fit."""
+    for key, value in (("epochs", 2), ("iters_per_epoch", 1), ("eval_period", 1)):
+        monkeypatch.setitem(trainer.cfg.train, key, value)
+    for attr, value in (("out", tmp_path), ("start_epoch", 0), ("best", {"mAP": -1.0, "epoch": -1}),
+                        ("history", []), ("_partial", None)):
+        monkeypatch.setattr(trainer, attr, value)
+    evaluated: list[int | None] = []
+    monkeypatch.setattr(trainer, "evaluate", lambda title, step=None, **kw: evaluated.append(step) or {"mAP": 0.5})
+    name, var = next((n, b) for n, b in trainer.model.named_buffers() if n.endswith("running_var"))
+    saved = var.clone()
+
+    def step(batch, epoch, it):
+        if epoch == 1:
+            var[3] = float("nan")
+        return {"loss": 1.0}
+
+    monkeypatch.setattr(trainer, "run_step", step)
+    try:
+        with pytest.raises(NonFiniteWeightsError) as err:
+            trainer.fit()
+    finally:
+        var.copy_(saved)
+    assert str(err.value).startswith("model weights are not finite after epoch 2: 1 of ")
+    assert f"tensors hold NaN or infinite values ({name}); stopped before evaluating or saving them" in str(err.value)
+    assert evaluated == [1]
+    for ckpt in ("last", "best"):
+        state = load_checkpoint(tmp_path / "checkpoints" / f"{ckpt}.pth")
+        assert state["epoch"] == 0 and torch.isfinite(state["model"][name]).all()

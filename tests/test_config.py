@@ -212,7 +212,7 @@ def test_reference_per_data_set_is_validated_and_looked_up(tmp_path):
     with pytest.raises(ConfigError, match=r"'reference.datasets.market1501.rank'.*reference.datasets.market1501.rank1"):
         load_config(run, ["reference.datasets={market1501: {rank: 1}}"])
     for bad in ("reference.datasets={market1501: {mAP: high}}", "reference.step_time=fast", "reference.rank1=[1]"):
-        with pytest.raises(ConfigError, match="expects a number or null"):
+        with pytest.raises(ConfigError, match=r"expects a number (in \[0, 100\]|> 0) or null"):
             load_config(base if "rank1=" in bad else run, [bad])
     with pytest.raises(ConfigError, match="both flat rank1/mAP and per-data-set numbers"):
         load_config(base, ["reference.datasets={market1501: {rank1: 1}}"])

@@ -39,9 +39,10 @@ def setup(tmp_path):
     return cfg, build_dataset(cfg, verbose=False)
 
 
-def test_loader_yields_pk_batches_on_device(setup):
+@pytest.mark.cuda_capable
+def test_loader_yields_pk_batches_on_device(setup, device):
     cfg, ds = setup
-    loader = build_train_loader(cfg, ds, "cpu")
+    loader = build_train_loader(cfg, ds, device)
     assert isinstance(loader, TrainLoader) and len(loader) == 6  # 6 ids x 3 chunks / 3 per batch
     batches = list(loader)
     assert len(batches) == len(loader)
@@ -49,6 +50,7 @@ def test_loader_yields_pk_batches_on_device(setup):
         assert set(b) == {"images", "pids", "camids", "masks", "mask_valid"}
         assert b["mask_valid"].dtype == torch.bool and bool(b["mask_valid"].all())  # every sample has one
         assert b["images"].shape == (6, 3, 48, 24) and b["images"].dtype == torch.float32
+        assert all(t.device.type == device.type for t in b.values())
         assert b["pids"].dtype == torch.int64 and b["camids"].dtype == torch.int64
         assert b["masks"].shape == (6, 48, 24) and b["masks"].dtype == torch.uint8
         assert torch.unique(b["pids"]).numel() == 3
@@ -56,9 +58,10 @@ def test_loader_yields_pk_batches_on_device(setup):
     assert all((int(p), int(c)) in train for b in batches for p, c in zip(b["pids"], b["camids"]))
 
 
-def test_loader_epoch_is_reproducible(setup):
+@pytest.mark.cuda_capable
+def test_loader_epoch_is_reproducible(setup, device):
     cfg, ds = setup
-    a, b = build_train_loader(cfg, ds, "cpu"), build_train_loader(cfg, ds, "cpu")
+    a, b = build_train_loader(cfg, ds, device), build_train_loader(cfg, ds, device)
     a.set_epoch(3)
     b.set_epoch(3)
     first = [x["images"] for x in a]
@@ -78,13 +81,14 @@ def test_memory_mapped_and_distributed_loaders(setup):
         assert not set(b0["pids"].tolist()) & set(b1["pids"].tolist())
 
 
-def test_resident_and_memory_mapped_stores_give_the_same_batches(setup):
+@pytest.mark.cuda_capable
+def test_resident_and_memory_mapped_stores_give_the_same_batches(setup, device):
     """The resident store gathers batch and crop in one pass; the memory-mapped one gathers the
     batch first: the same seed gives the same images and masks either way."""
     cfg, ds = setup
-    resident = build_train_loader(cfg, ds, "cpu")
+    resident = build_train_loader(cfg, ds, device)
     cfg.data.on_device = False
-    mapped = build_train_loader(cfg, ds, "cpu")
+    mapped = build_train_loader(cfg, ds, device)
     assert resident.on_device and not mapped.on_device
     assert tuple(resident.images.shape[1:3]) == (54, 27)  # stored at 9/8 of 48x24: crops are windows
     for x, y in zip(resident, mapped):

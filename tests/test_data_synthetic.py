@@ -10,8 +10,8 @@ from PIL import Image
 
 from reid.data import build_image_store
 from reid.data.datasets.market import MARKET_PATTERN
+from reid.data.persons import PART_LABELS, make_cameras, make_identity, render_person
 from reid.registry import DATASETS
-from reid.testing.persons import PART_LABELS, make_cameras, make_identity, render_person
 
 
 def market_map(dist: np.ndarray, qp, gp, qc, gc) -> float:

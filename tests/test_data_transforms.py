@@ -24,9 +24,12 @@ def plain(x):
     return (x.permute(0, 3, 1, 2).float() / 255 - m) / s
 
 
-def test_all_off_equals_plain_normalisation():
+@pytest.mark.cuda_capable
+def test_all_off_equals_plain_normalisation(device):
     x = batch()
-    out, masks = BatchAugment(MEAN, STD, **OFF)(x, torch.Generator().manual_seed(0))
+    out, masks = BatchAugment(MEAN, STD, **OFF)(x, torch.Generator().manual_seed(0), device=device)
+    assert out.device.type == device.type
+    out = out.cpu()
     assert out.shape == (6, 3, 32, 16) and out.dtype == torch.float32 and masks is None
     assert torch.allclose(out, plain(x), atol=1e-5)
     assert torch.allclose(to_input(x.numpy(), MEAN, STD), plain(x), atol=1e-5)
@@ -95,11 +98,12 @@ def test_pad_crop_shifts_with_zero_fill():
         assert ok, i
 
 
-def test_erasing_area_and_fill():
+@pytest.mark.cuda_capable
+def test_erasing_area_and_fill(device):
     b, h, w = 64, 64, 32
     x = torch.full((b, h, w, 3), 200, dtype=torch.uint8)
     aug = BatchAugment(MEAN, STD, **OFF, erasing={"prob": 1.0, "area": [0.1, 0.3], "aspect": 0.3, "fill": "mean"})
-    out, _ = aug(x, torch.Generator().manual_seed(0))
+    out = aug(x, torch.Generator().manual_seed(0), device=device)[0].cpu()
     erased = (out.abs() < 1e-6).all(dim=1).float()  # "mean" fill is 0 after normalisation
     frac = erased.mean(dim=(1, 2))
     assert (frac > 0.08).all() and (frac < 0.32).all()
@@ -199,13 +203,15 @@ def test_determinism_colour_jitter_and_masks_untouched_by_colour():
     assert per_sample.std() > 0.02 and ((per_sample > 0.45) & (per_sample < 1.55)).all()
 
 
-def test_masks_follow_geometry():
+@pytest.mark.cuda_capable
+def test_masks_follow_geometry(device):
     """A marked column of the image and of the mask end up at the same place."""
     x = torch.zeros(16, 32, 16, 3, dtype=torch.uint8)
     x[:, :, 3:5] = 255
     m = torch.zeros(16, 32, 16, dtype=torch.uint8)
     m[:, :, 3:5] = 1
-    out, mo = BatchAugment(MEAN, STD, (28, 14), crop="upscale", flip_prob=0.5)(x, torch.Generator().manual_seed(3), m)
+    aug = BatchAugment(MEAN, STD, (28, 14), crop="upscale", flip_prob=0.5)
+    out, mo = (t.cpu() for t in aug(x, torch.Generator().manual_seed(3), m, device=device))
     bright = out[:, 0] > plain(torch.full((1, 1, 1, 3), 128, dtype=torch.uint8))[0, 0, 0, 0]
     agree = (bright == mo.bool()).float().mean()
     assert agree > 0.97
@@ -235,11 +241,12 @@ def slow_jitter(rgb, fb, fc, fs, fh):
     return x.clamp(0, 1)
 
 
-def test_colour_map_matches_the_sequential_operations():
+@pytest.mark.cuda_capable
+def test_colour_map_matches_the_sequential_operations(device):
     jitter = {"prob": 0.7, "brightness": 0.4, "contrast": 0.4, "saturation": 0.5, "hue": 0.2}
     aug = BatchAugment(MEAN, STD, **OFF, color_jitter=jitter)
     x = batch(b=16)
-    out, _ = aug(x, torch.Generator().manual_seed(5))
+    out = aug(x, torch.Generator().manual_seed(5), device=device)[0].cpu()
     gen = torch.Generator().manual_seed(5)
     aug.indices(16, 32, 16, gen)  # the same draws: geometry, then colour
     f = aug.colour_factors(16, gen)

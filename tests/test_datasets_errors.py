@@ -12,7 +12,7 @@ from reid.registry import DATASETS
 from reid.testing.replicas import write_replica
 
 ALL = ["dukemtmcreid", "cuhk03_labeled", "cuhk03_detected", "msmt17", "hands11k_dorsal_right",
-       "hands11k_dorsal_left", "hands11k_palmar_right", "hands11k_palmar_left", "hd"]
+       "hands11k_dorsal_left", "hands11k_palmar_right", "hands11k_palmar_left", "hd", "folder", "csv"]
 
 
 @pytest.mark.parametrize("name", ALL)

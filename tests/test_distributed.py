@@ -164,3 +164,26 @@ def test_global_batch_norm_is_batch_norm_without_group():
     x = torch.randn(4, 3, 5, 5)
     assert torch.equal(conv(x), torch.nn.functional.batch_norm(
         bn[0](x), None, None, bn[1].weight, bn[1].bias, True, 0.1, bn[1].eps))
+
+
+def test_torchrun_with_one_process_trains_under_ddp(tmp_path, monkeypatch):
+    """``torchrun --nproc_per_node=1`` (its environment, world size 1) initialises a process group,
+    so one GPU runs the distributed path: DDP wrapper, SyncBN (GlobalBatchNorm on CPU), gathered losses."""
+    import socket
+
+    from reid.engine.distributed import init_distributed
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for key, value in {"TORCHELASTIC_RUN_ID": "test", "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0",
+                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}.items():
+        monkeypatch.setenv(key, value)
+    assert init_distributed("cpu") == (0, 1) and dist.is_initialized()
+    try:
+        cfg = load_config(None, overrides(tmp_path, "one", 2, "model.backbone.name=mobilenetv2"))
+        trainer = Trainer(cfg, rank=0, world_size=1)
+        assert trainer.distributed and trainer.ddp is not None and trainer.gather
+        assert any(type(m).__name__ == "GlobalBatchNorm" for m in trainer.model.modules())
+    finally:
+        dist.destroy_process_group()

@@ -37,8 +37,10 @@ def params(model: torch.nn.Module) -> torch.Tensor:
     return torch.cat([p.detach().flatten() for p in model.state_dict().values() if p.dtype.is_floating_point])
 
 
-def test_fit_writes_every_output(tmp_path):
-    cfg = load_config(ROOT / "configs" / "quickstart.yaml", tiny(tmp_path, "train.eval_before=true"))
+@pytest.mark.cuda_capable
+def test_fit_writes_every_output(tmp_path, device):
+    cfg = load_config(ROOT / "configs" / "quickstart.yaml",
+                      tiny(tmp_path, "train.eval_before=true", f"device={device}"))
     summary = Trainer(cfg).fit()
     out = tmp_path / "run"
     for name in ("config.yaml", "log.txt", "metrics.json", "checkpoints/last.pth", "checkpoints/best.pth"):
@@ -50,12 +52,14 @@ def test_fit_writes_every_output(tmp_path):
     assert load_config(out / "config.yaml") == cfg  # the resolved config re-runs the experiment
 
 
-def test_resume_continues_exactly(tmp_path):
-    straight = Trainer(load_config(None, tiny(tmp_path / "a")))
+@pytest.mark.cuda_capable
+def test_resume_continues_exactly(tmp_path, device):
+    on = f"device={device}"
+    straight = Trainer(load_config(None, tiny(tmp_path / "a", on)))
     straight.fit()
-    first = Trainer(load_config(None, tiny(tmp_path / "b", "train.epochs=1")))
+    first = Trainer(load_config(None, tiny(tmp_path / "b", "train.epochs=1", on)))
     first.fit()
-    resumed = Trainer(load_config(None, tiny(tmp_path / "b")), resume=str(tmp_path / "b/run/checkpoints/last.pth"))
+    resumed = Trainer(load_config(None, tiny(tmp_path / "b", on)), resume=str(tmp_path / "b/run/checkpoints/last.pth"))
     assert resumed.start_epoch == 1
     resumed.fit()
     assert torch.allclose(params(straight.model), params(resumed.model), atol=1e-6)

@@ -1,4 +1,6 @@
-"""Ranking metrics against a direct argsort implementation and hand-computed cases."""
+"""Ranking metrics against a direct implementation (the gallery sorted by (distance, gallery
+index) pairs: the order of a stable argsort, as the field's evaluators rank ties) and
+hand-computed cases, on continuous, tied and quantised distances."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,18 +8,19 @@ import pytest
 import torch
 
 import reid.evaluation.rank as rank_mod
-from reid.evaluation import HAVE_NUMBA, compute_distance, evaluate_features, evaluate_rank
+from reid.evaluation import HAVE_NUMBA, NonFiniteError, compute_distance, evaluate_features, evaluate_rank
 from reid.evaluation.rank import Cuhk03Draws, GalleryIndex
 
 BACKENDS = ["torch"] + (["numba"] if HAVE_NUMBA else [])
 
 
 def slow_market(dist, qp, gp, qc, gc, max_rank=50, use_cam=True):
-    """Direct implementation: argsort, drop same pid+camera, precision at each match."""
+    """Direct implementation: sort by (distance, gallery index), drop same pid+camera, precision
+    at each match."""
     first, aps, traps, inps, valid = [], [], [], [], []
     cmc_rows = []
     for q in range(len(qp)):
-        order = np.argsort(dist[q], kind="stable")
+        order = np.array(sorted(range(len(gp)), key=lambda g: (dist[q, g], g)))
         keep = ~((gp[order] == qp[q]) & (gc[order] == qc[q])) if use_cam else np.ones(len(order), bool)
         hits = (gp[order][keep] == qp[q]).astype(float)
         if not hits.any():
@@ -38,13 +41,17 @@ def slow_market(dist, qp, gp, qc, gc, max_rank=50, use_cam=True):
                 first=np.array(first), valid=np.array(valid))
 
 
-def random_problem(seed, nq=40, ng=300, nid=30, ncam=4, distractors=0, absent=0, dtype=np.float32):
+def random_problem(seed, nq=40, ng=300, nid=30, ncam=4, distractors=0, absent=0, dtype=np.float32, levels=0):
+    """Distances continuous (no ties), or with ``levels`` > 0 quantised to that many values
+    (``levels=1``: all equal)."""
     rng = np.random.default_rng(seed)
     gp = rng.integers(1, nid + 1, ng)
     gp[:distractors] = 0  # distractors: pid 0, never a query identity
     qp = rng.integers(1, nid + 1 + absent, nq)  # pids > nid: no true match at all
     gc, qc = rng.integers(0, ncam, ng), rng.integers(0, ncam, nq)
-    dist = rng.random((nq, ng)).astype(dtype)  # continuous: no ties
+    dist = rng.random((nq, ng)).astype(dtype)
+    if levels:
+        dist = (np.floor(dist * levels) / levels).astype(dtype)
     return dist, qp, gp, qc, gc
 
 
@@ -66,6 +73,31 @@ def test_market_matches_direct_implementation(case, backend):
         assert r.mINP == pytest.approx(ref["inp"].mean(), abs=1e-12)
         np.testing.assert_array_equal(r.valid, ref["valid"])
         np.testing.assert_array_equal(r.first_match_rank, ref["first"])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("protocol", ["market", "hands"])
+@pytest.mark.parametrize("case", [
+    dict(seed=20, levels=1), dict(seed=21, levels=3), dict(seed=22, levels=20, dtype=np.float64),
+    dict(seed=23, levels=2, nq=5, ng=1500, nid=6),  # > the kernel's linear limit of true matches
+])
+def test_ties_rank_in_gallery_order(case, protocol, backend):
+    dist, qp, gp, qc, gc = random_problem(**{"nq": 12, "ng": 90, "nid": 8, **case})
+    ref = slow_market(dist, qp, gp, qc, gc, use_cam=protocol == "market")
+    r = evaluate_rank(dist, qp, gp, qc, gc, protocol=protocol, backend=backend)
+    np.testing.assert_array_equal(r.first_match_rank, ref["first"])
+    np.testing.assert_allclose(r.ap, ref["ap"], atol=1e-12)
+    np.testing.assert_allclose(r.inp, ref["inp"], atol=1e-12)
+    np.testing.assert_allclose(r.cmc, ref["cmc"], atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_all_equal_distances_are_not_a_perfect_score(backend):
+    # every distance equal: the gallery order decides; the true matches are 2nd, 4th and 6th
+    gp, gc = np.array([2, 1, 3, 1, 2, 1]), np.ones(6, np.int64)
+    r = evaluate_rank(np.zeros((1, 6), np.float32), [1], gp, [0], gc, max_rank=3, backend=backend)
+    assert r.first_match_rank.tolist() == [2] and r.cmc.tolist() == [0, 1, 1]
+    assert r.mAP == pytest.approx((1 / 2 + 2 / 4 + 3 / 6) / 3) and r.mINP == pytest.approx(3 / 6)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -120,16 +152,22 @@ def test_inputs_numpy_or_torch_and_errors():
         evaluate_rank(dist, qp + 1000, gp, qc, gc)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
-def test_cuda_path_equals_cpu():
-    dist, qp, gp, qc, gc = random_problem(9, distractors=20)
+@pytest.mark.cuda_capable
+@pytest.mark.parametrize("levels", [0, 1, 5])
+def test_cuda_path_equals_cpu(levels, device):
+    dist, qp, gp, qc, gc = random_problem(9, distractors=20, levels=levels)
     a = evaluate_rank(dist, qp, gp, qc, gc)
-    b = evaluate_rank(torch.from_numpy(dist).cuda(), qp, gp, qc, gc)
+    b = evaluate_rank(torch.from_numpy(dist).to(device), qp, gp, qc, gc)
     assert a.mAP == pytest.approx(b.mAP, abs=1e-12) and np.array_equal(a.cmc, b.cmc)
+    np.testing.assert_array_equal(a.first_match_rank, b.first_match_rank)
+    c = evaluate_rank(dist, qp, gp, qc, gc, protocol="cuhk03")
+    d = evaluate_rank(torch.from_numpy(dist).to(device), qp, gp, qc, gc, protocol="cuhk03")
+    np.testing.assert_allclose(c.cmc, d.cmc, atol=1e-12)
 
 
-def test_cuhk03_single_shot_matches_direct_draws():
-    dist, qp, gp, qc, gc = random_problem(10, nq=30, ng=200, nid=20, distractors=10)
+@pytest.mark.parametrize("levels", [0, 1, 4])
+def test_cuhk03_single_shot_matches_direct_draws(levels):
+    dist, qp, gp, qc, gc = random_problem(10, nq=30, ng=200, nid=20, distractors=10, levels=levels)
     r = evaluate_rank(dist, qp, gp, qc, gc, protocol="cuhk03", max_rank=20, num_repeats=4, seed=3)
     draws = Cuhk03Draws(GalleryIndex(gp, gc, torch.device("cpu")), num_repeats=4, seed=3)
     keys = [k.numpy() for k in draws.keys]
@@ -145,7 +183,7 @@ def test_cuhk03_single_shot_matches_direct_draws():
                 m = (gp == pid) & (elig_pos if pid == qp[q] else True)
                 if m.any():
                     picks[pid] = np.flatnonzero(m)[np.argmin(key[m])]
-            d = {pid: dist[q, g] for pid, g in picks.items()}
+            d = {pid: (dist[q, g], g) for pid, g in picks.items()}  # ranked by (distance, index)
             rank = 1 + sum(v < d[qp[q]] for pid, v in d.items() if pid != qp[q])
             acc += np.arange(1, 21) >= rank
         rows.append(acc / len(keys))
@@ -157,16 +195,18 @@ def test_cuhk03_single_shot_matches_direct_draws():
     np.testing.assert_array_equal(r.cmc, again.cmc)
 
 
+@pytest.mark.cuda_capable
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
 @pytest.mark.parametrize("protocol", ["market", "cuhk03", "hands"])
-def test_evaluate_features_equals_full_matrix(metric, protocol):
+def test_evaluate_features_equals_full_matrix(metric, protocol, device):
     g = torch.Generator().manual_seed(0)
     qf, gf = torch.randn(60, 16, generator=g), torch.randn(400, 16, generator=g)
     rng = np.random.default_rng(0)
     qp, gp = rng.integers(0, 40, 60), rng.integers(0, 40, 400)
     qc, gc = rng.integers(0, 3, 60), rng.integers(0, 3, 400)
     a = evaluate_rank(compute_distance(qf, gf, metric), qp, gp, qc, gc, protocol=protocol)
-    b = evaluate_features(qf, gf, qp, gp, qc, gc, metric=metric, protocol=protocol, chunk_size=17)
+    b = evaluate_features(qf.to(device), gf.to(device), qp, gp, qc, gc, metric=metric, protocol=protocol,
+                          chunk_size=17)
     np.testing.assert_array_equal(a.cmc, b.cmc)
     np.testing.assert_array_equal(a.ap, b.ap)
     assert a.mINP == b.mINP
@@ -191,3 +231,38 @@ def test_compute_distance():
     torch.testing.assert_close(c, 1 - torch.nn.functional.cosine_similarity(q[:, None], x[None], dim=2))
     with pytest.raises(ValueError, match="metric"):
         compute_distance(q, x, "manhattan")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_distances_are_an_error_not_a_figure(bad, backend):
+    dist, qp, gp, qc, gc = random_problem(12)
+    dist[[5, 9], 3] = bad
+    with pytest.raises(NonFiniteError, match=r"^distances: 2 of 40 query rows hold NaN or infinite values "
+                                             r"\(the first: row 5\)"):
+        evaluate_rank(dist, qp, gp, qc, gc, backend=backend)
+    with pytest.raises(NonFiniteError, match=r"^data set 'x': re-ranked distances: 2 of 40 .* re-ranking"):
+        evaluate_rank(dist, qp, gp, qc, gc, backend=backend, where="data set 'x'", stage="re-ranked distances")
+    # all-NaN distances used to rank every true match first: rank-1 and mAP 100%
+    with pytest.raises(NonFiniteError):
+        evaluate_rank(np.full_like(dist, np.nan), qp, gp, qc, gc, backend=backend)
+
+
+def test_non_finite_features_or_chunk_distances_are_an_error():
+    g = torch.Generator().manual_seed(0)
+    qf, gf = torch.randn(30, 8, generator=g), torch.randn(50, 8, generator=g)
+    rng = np.random.default_rng(0)
+    qp, gp, qc, gc = rng.integers(0, 10, 30), rng.integers(0, 10, 50), rng.integers(0, 3, 30), rng.integers(0, 3, 50)
+    bad = gf.clone()
+    bad[[4, 6]] = float("nan")
+    with pytest.raises(NonFiniteError, match=r"^gallery features: 2 of 50 gallery rows .* row 4\); the model's"):
+        evaluate_features(qf, bad, qp, gp, qc, gc)
+
+    def dist_fn(rows):
+        d = compute_distance(qf[rows], gf)
+        d[rows == 17] = float("nan")
+        return d
+
+    with pytest.raises(NonFiniteError, match=r"^re-ranked distances: 1 of 10 query rows \(rows 10-19 of 30\) "
+                                             r"hold NaN or infinite values \(the first: row 17\)"):
+        evaluate_features(qf, gf, qp, gp, qc, gc, dist_fn=dist_fn, chunk_size=10, stage="re-ranked distances")

@@ -102,14 +102,15 @@ def test_re_rank_without_numba(monkeypatch):
     np.testing.assert_allclose(re_rank_features(qf, gf, "euclidean", chunk=7).numpy(), ref, atol=1e-4)
 
 
-def test_feature_reranker_in_chunked_evaluation():
+@pytest.mark.cuda_capable
+def test_feature_reranker_in_chunked_evaluation(device):
     qf, gf, qp, gp = clustered(7, 40, 200, nid=30)
     rng = np.random.default_rng(0)
     qc, gc = rng.integers(0, 3, 40), rng.integers(0, 3, 200)
     dense = re_rank(*dists(qf, gf, "cosine"))
     full = evaluate_rank(dense, qp, gp, qc, gc)
-    rr = FeatureReranker(qf, gf, "cosine", chunk=32)
-    chunked = evaluate_features(qf, gf, qp, gp, qc, gc, dist_fn=rr.distances, chunk_size=9)
+    rr = FeatureReranker(qf, gf, "cosine", chunk=32, device=device)
+    chunked = evaluate_features(qf.to(device), gf.to(device), qp, gp, qc, gc, dist_fn=rr.distances, chunk_size=9)
     assert chunked.mAP == pytest.approx(full.mAP, abs=1e-6)
     np.testing.assert_allclose(chunked.cmc, full.cmc)
 
@@ -128,3 +129,16 @@ def test_aqe_matches_direct_loop():
     expect = torch.stack(expect)
     torch.testing.assert_close(torch.cat([q2, g2]), expect, atol=1e-5, rtol=1e-5)
     assert q2.shape == qf.shape and g2.shape == gf.shape
+
+
+@pytest.mark.parametrize("numba", [True, False] if rr_mod.HAVE_NUMBA else [False])
+def test_re_rank_ties_pick_neighbours_in_index_order(monkeypatch, numba):
+    """Quantised distances (many ties): the nearest neighbours are chosen and ordered by (distance,
+    index), as the reference's stable argsort, by the numba and the torch neighbour search."""
+    rng = np.random.default_rng(8)
+    x = np.floor(rng.random((60, 60)) * 6).astype(np.float32) / 6
+    d = (x + x.T) / 2
+    np.fill_diagonal(d, 0)
+    qg, qq, gg = d[:10, 10:], d[:10, :10], d[10:, 10:]
+    monkeypatch.setattr(rr_mod, "HAVE_NUMBA", numba)
+    np.testing.assert_allclose(re_rank(qg, qq, gg), dense_re_rank(qg, qq, gg), atol=1e-5)

@@ -94,8 +94,9 @@ def test_class_count_inferred_from_every_classifier_of_a_multibranch_net():
     from reid.inference.loading import infer_num_classes
     from reid.models import build_model
 
+    # 96 high: 6 rows at stride 16, one per PCB stripe (fewer rows are refused at load)
     cfg = load_config(ROOT / "configs" / "pcb" / "market1501.yaml",
-                      ["model.backbone={name: resnet18, last_stride: 1, pretrained: false}", "input.size=[64,32]"])
+                      ["model.backbone={name: resnet18, last_stride: 1, pretrained: false}", "input.size=[96,48]"])
     weights = build_model(cfg.model, 11, input_size=cfg.input.size).state_dict()
     assert infer_num_classes(cfg.model, weights, cfg.input.size) == 11
     weights = {k: v for k, v in weights.items() if "classifier" not in k}

@@ -31,15 +31,21 @@ def tiny(tmp_path_factory):
     return folder, overrides, save_tiny_checkpoint(folder / "run" / "checkpoints" / "best.pth", None, overrides)
 
 
+def data_paths(folder) -> list[str]:
+    """Where the data set and its cache are: given on the command line, never taken from a checkpoint."""
+    return [f"dataset.root={folder / 'data'}", f"data.cache_dir={folder / 'cache'}"]
+
+
 def test_test_tool_needs_only_the_checkpoint(tiny, monkeypatch, tmp_path):
     folder, overrides, ck = tiny
-    assert tool("test", monkeypatch, "--checkpoint", str(ck)) == 0
+    assert tool("test", monkeypatch, "--checkpoint", str(ck), *data_paths(folder)) == 0
     saved = json.loads((folder / "run" / "test_metrics.json").read_text())
     assert saved["config"] == "stored in the checkpoint" and 0 <= saved["metrics"]["mAP"] <= 1
     # another data set with another number of training identities (cross-domain): one command
     other = f"dataset={{name: synthetic, root: {tmp_path / 'other'}, num_ids: 7, num_test_ids: 2, images_per_id: 4, "
     other += "height: 48, width: 24, masks: false}"
-    assert tool("test", monkeypatch, "--checkpoint", str(ck), other, "--output-dir", str(tmp_path / "x")) == 0
+    assert tool("test", monkeypatch, "--checkpoint", str(ck), other, f"data.cache_dir={folder / 'cache'}",
+                "--output-dir", str(tmp_path / "x")) == 0
     assert (tmp_path / "x" / "test_metrics.json").is_file()
     old = save_tiny_checkpoint(tmp_path / "old.pth", None, overrides, stored_config=False)
     with pytest.raises(CheckpointError, match="holds no config"):
@@ -47,7 +53,7 @@ def test_test_tool_needs_only_the_checkpoint(tiny, monkeypatch, tmp_path):
 
 
 def test_extract_a_folder_and_a_split(tiny, monkeypatch, tmp_path, capsys):
-    _, _, ck = tiny
+    folder, _, ck = tiny
     rng = np.random.default_rng(0)
     (tmp_path / "imgs" / "sub").mkdir(parents=True)
     for name, shape in [("a.jpg", (90, 40, 3)), ("sub/b.png", (30, 20, 3)), ("sub/c.webp", (64, 32, 3)),
@@ -66,15 +72,17 @@ def test_extract_a_folder_and_a_split(tiny, monkeypatch, tmp_path, capsys):
     assert names == ["a.jpg", "sub/b.png", "sub/c.webp", "sub/d.BMP"] and "pids" not in data
     expected = FeatureExtractor(ck)([str(p) for p in data["paths"]])
     assert np.abs(data["features"] - expected.numpy()).max() <= 1e-5
-    assert tool("extract", monkeypatch, "--checkpoint", str(ck), "--split", "query", "--out", str(out)) == 0
+    assert tool("extract", monkeypatch, "--checkpoint", str(ck), "--split", "query", "--out", str(out),
+                *data_paths(folder)) == 0
     data = np.load(out)
     assert len(data["features"]) == len(data["pids"]) == len(data["camids"]) == len(data["paths"]) > 0
 
 
 def test_search_a_features_file(tiny, monkeypatch, tmp_path, capsys):
-    _, _, ck = tiny
+    folder, _, ck = tiny
     gallery = tmp_path / "gallery.npz"
-    assert tool("extract", monkeypatch, "--checkpoint", str(ck), "--split", "gallery", "--out", str(gallery)) == 0
+    assert tool("extract", monkeypatch, "--checkpoint", str(ck), "--split", "gallery", "--out", str(gallery),
+                *data_paths(folder)) == 0
     data = np.load(gallery)
     queries = [str(p) for p in data["paths"][[3, 0]]]
     out = tmp_path / "search"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 from nettools import record_losses
 
@@ -12,9 +13,9 @@ from reid.engine import Trainer
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def losses(tmp: Path, amp: str) -> list[float]:
+def losses(tmp: Path, amp: str, device: torch.device) -> list[float]:
     cfg = load_config(ROOT / "configs/quickstart.yaml", [
-        f"output_dir={tmp / amp}", f"data.cache_dir={tmp / 'cache'}", "device=cpu", "data.workers=1",
+        f"output_dir={tmp / amp}", f"data.cache_dir={tmp / 'cache'}", f"device={device}", "data.workers=1",
         "dataset.name=synthetic", f"dataset.root={tmp / 'datasets'}",
         "dataset.num_ids=16", "dataset.num_test_ids=4", "dataset.images_per_id=8",
         "input.size=[64,32]", "sampler.num_ids=4", "sampler.num_instances=4", "augment.erasing.prob=0",
@@ -28,9 +29,10 @@ def losses(tmp: Path, amp: str) -> list[float]:
     return seen
 
 
-def test_bf16_tracks_fp32_loss_curve(tmp_path):
-    fp32 = torch.tensor(losses(tmp_path, "off"))
-    bf16 = torch.tensor(losses(tmp_path, "bf16"))
+@pytest.mark.cuda_capable
+def test_bf16_tracks_fp32_loss_curve(tmp_path, device):
+    fp32 = torch.tensor(losses(tmp_path, "off", device))
+    bf16 = torch.tensor(losses(tmp_path, "bf16", device))
     assert len(fp32) == len(bf16) == 5 and torch.isfinite(bf16).all()
     rel = (bf16 - fp32).abs() / fp32.abs()
     assert rel[0] < 0.02, rel  # same weights, same batch: bf16 rounding only

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from reid.cli import run  # noqa: E402
+from reid.cli import fraction, run, seed_int  # noqa: E402
 from reid.registry import ConfigError  # noqa: E402
 
 
@@ -40,8 +40,8 @@ def main() -> int:
     parser.add_argument("--root", "-r", required=True, help="data root holding the data set's folder")
     parser.add_argument("--json", action="store_true", help="print the statistics as JSON")
     parser.add_argument("--write-replica", action="store_true", help="first write a synthetic replica under --root")
-    parser.add_argument("--seed", type=int, default=0, help="replica seed")
-    parser.add_argument("--scale", type=float, default=1.0, help="replica: fraction of the real identities")
+    parser.add_argument("--seed", type=seed_int, default=0, help="replica seed")
+    parser.add_argument("--scale", type=fraction, default=1.0, help="replica: fraction of the real identities")
     parser.add_argument("--images", default="render", choices=("render", "flat", "empty"), help="replica images")
     parser.add_argument("options", nargs="*", metavar="KEY=VALUE", help="parser options")
     args = parser.parse_args()

@@ -33,9 +33,14 @@ def main() -> int:
                              "falling back to torch.export for operators it lacks)")
     args = parser.parse_args()
 
+    from reid.atomic_io import check_apart
+    from reid.engine.guards import check_output_file
     from reid.inference import load_model
     from reid.inference.export import check_export, export_model
     from reid.registry import UserError
+
+    check_apart({"--out": args.out}, {"--checkpoint": args.checkpoint, "--config": args.config})
+    check_output_file(args.out, "--out")
 
     if args.format == "onnx":
         try:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from reid.cli import config_parser, run  # noqa: E402
+from reid.cli import config_parser, device, positive_int, run  # noqa: E402
 
 SPLITS = ("query", "gallery", "train")
 #: Unreadable files printed by name; the rest are counted.
@@ -32,15 +32,22 @@ def main() -> int:
     source.add_argument("--images", metavar="DIR", help="a folder of images (searched recursively)")
     source.add_argument("--split", choices=SPLITS, help="a split of the configured data set")
     parser.add_argument("--out", required=True, metavar="FILE.npz", help="the features file to write")
-    parser.add_argument("--batch-size", type=int, default=None,
+    parser.add_argument("--batch-size", type=positive_int, default=None,
                         help="images per forward pass (default: test.batch_size)")
-    parser.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: the config's device)")
+    parser.add_argument("--device", type=device, default=None,
+                        help="cpu | cuda | cuda:N (default: the config's device)")
     parser.add_argument("--raw", action="store_true", help="features as the network outputs them, not L2-normalised")
     args = parser.parse_args()
 
+    from reid.atomic_io import check_apart
+    from reid.engine.guards import check_output_file
     from reid.inference import FeatureExtractor, list_images
     from reid.inference.features_io import extract_files, save_features
+    from reid.inference.loading import feature_contract
     from reid.registry import UserError
+
+    check_apart({"--out": args.out}, {"--checkpoint": args.checkpoint, "--config": args.config})
+    check_output_file(args.out, "--out")
 
     extractor = FeatureExtractor(args.checkpoint, device=args.device, normalize=not args.raw, config=args.config,
                                  overrides=args.overrides)
@@ -64,6 +71,7 @@ def main() -> int:
             raise UserError(f"data set '{dataset.name}' has an empty {args.split} split")
         paths = [s.path for s in samples]
         pids, camids = [s.pid for s in samples], [s.camid for s in samples]
+    check_apart({"--out": args.out}, {"--images" if args.images else f"--split {args.split}": paths})
     print(f"=> {len(paths)} images, model '{cfg.model.name}' at {cfg.input.size[0]}x{cfg.input.size[1]}, "
           f"flip {'on' if extractor.flip else 'off'}, {'raw' if args.raw else 'L2-normalised'} features")
     features, kept, failed = extract_files(extractor, paths)
@@ -76,8 +84,9 @@ def main() -> int:
     if not kept:
         raise UserError(f"none of the {len(paths)} images could be read; nothing written")
     pick = (lambda values: [values[i] for i in kept]) if failed else (lambda values: values)
+    contract = {**feature_contract(cfg, extractor.model), "dim": int(features.shape[1])}  # for tools/index.py
     out = save_features(args.out, features.numpy(), pick(paths), pids=pick(pids) if pids else None,
-                        camids=pick(camids) if camids else None)
+                        camids=pick(camids) if camids else None, contract=contract)
     print(f"=> wrote {out}: features {list(features.shape)}" + (", pids, camids" if pids else ""))
     return 0
 

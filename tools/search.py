@@ -10,6 +10,8 @@ when the .npz has them) and ``search.png`` (each query beside its ranked matches
 (default ``search_results``). A gallery .npz comes from tools/extract.py with the same checkpoint;
 a folder is extracted first (recursively; unreadable images skipped and counted). The gallery is
 searched ``--chunk-size`` rows at a time (bounded memory: see reid.inference.search.topk_search).
+``--index FILE`` instead of ``--gallery``: an index written by tools/index.py (cosine similarity);
+refused unless it was built from this checkpoint's features.
 """
 from __future__ import annotations
 
@@ -22,22 +24,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from reid.cli import config_parser, run  # noqa: E402
+from reid.cli import config_parser, device, positive_int, run  # noqa: E402
 
 
 def main() -> int:
     parser = config_parser(__doc__.strip().splitlines()[0], config_required=False)
     parser.add_argument("--checkpoint", required=True, help="a checkpoint written by tools/train.py")
     parser.add_argument("--query", required=True, nargs="+", metavar="IMG", help="query image files")
-    parser.add_argument("--gallery", required=True, metavar="DIR|FILE.npz",
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--gallery", metavar="DIR|FILE.npz",
                         help="a folder of images or a features file written by tools/extract.py")
-    parser.add_argument("--topk", type=int, default=10, help="matches per query (default 10)")
+    source.add_argument("--index", metavar="FILE", help="a gallery index written by tools/index.py (needs faiss)")
+    parser.add_argument("--topk", type=positive_int, default=10, help="matches per query (default 10)")
     parser.add_argument("--out", default="search_results", metavar="DIR", help="where search.csv and search.png go")
-    parser.add_argument("--chunk-size", type=int, default=None, help="gallery rows per search step")
-    parser.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: the config's device)")
+    parser.add_argument("--chunk-size", type=positive_int, default=None, help="gallery rows per search step")
+    parser.add_argument("--device", type=device, default=None,
+                        help="cpu | cuda | cuda:N (default: the config's device)")
     args = parser.parse_args()
 
-    from reid.atomic_io import atomic_write_text
+    from reid.atomic_io import atomic_write_text, check_apart
+    from reid.engine.guards import check_folder
     from reid.inference import FeatureExtractor, list_images
     from reid.inference.features_io import extract_files, load_features
     from reid.inference.figure import search_figure
@@ -46,12 +52,20 @@ def main() -> int:
 
     if args.topk < 1:
         raise UserError(f"--topk must be >= 1, got {args.topk}")
+    out = Path(args.out)
+    check_folder(out, "--out")
+    outputs = [("--out", out / "search.csv"), ("--out", out / "search.png")]
+    check_apart(outputs, {"--checkpoint": args.checkpoint, "--config": args.config, "--query": args.query,
+                          "--gallery": args.gallery, "--index": args.index})
     extractor = FeatureExtractor(args.checkpoint, device=args.device, config=args.config, overrides=args.overrides)
     cfg = extractor.cfg
     query = extractor(args.query)  # an unreadable query is an error (ImageInputError)
-    gallery_path = Path(args.gallery)
-    if gallery_path.is_dir():
+    gallery_path = Path(args.gallery or args.index)
+    if args.index:
+        dist, idx, gallery = _search_index(gallery_path, extractor, query, args.topk)
+    elif gallery_path.is_dir():
         paths = list_images(gallery_path)
+        check_apart(outputs, {"--gallery": paths})
         if not paths:
             raise UserError(f"--gallery {gallery_path}: no image files found")
         feats, kept, failed = extract_files(extractor, paths)
@@ -63,14 +77,17 @@ def main() -> int:
         gallery = load_features(gallery_path)
     else:
         raise UserError(f"--gallery {gallery_path}: neither a folder nor a .npz features file")
-    if len(gallery["features"]) == 0:
+    if args.index:
+        pass
+    elif len(gallery["features"]) == 0:
         raise UserError(f"--gallery {gallery_path}: no gallery features")
-    if gallery["features"].shape[1] != query.shape[1]:
+    elif gallery["features"].shape[1] != query.shape[1]:
         raise UserError(f"--gallery {gallery_path}: features have {gallery['features'].shape[1]} dimensions, this "
                         f"checkpoint's have {query.shape[1]}; extract the gallery with the same checkpoint")
-    dist, idx = topk_search(query, gallery["features"], args.topk, chunk_size=args.chunk_size or CHUNK_SIZE,
-                            metric=str(cfg.test.metric))
-    dist, idx = np.maximum(dist.numpy(), 0.0), idx.numpy()  # cosine 1 - cos can round to -1e-7
+    else:
+        dist, idx = topk_search(query, gallery["features"], args.topk, chunk_size=args.chunk_size or CHUNK_SIZE,
+                                metric=str(cfg.test.metric))
+        dist, idx = np.maximum(dist.numpy(), 0.0), idx.numpy()  # cosine 1 - cos can round to -1e-7
     extra = [k for k in ("pids", "camids") if k in gallery]
     table = io.StringIO()
     writer = csv.writer(table, lineterminator="\n")
@@ -83,12 +100,26 @@ def main() -> int:
             writer.writerow([name, r + 1, str(gallery["paths"][g]), f"{dist[q, r]:.6f}", *labels])
             print(f"  {r + 1:>3}. {dist[q, r]:.4f}  {gallery['paths'][g]}"
                   + "".join(f"  {k[:-1]} {v}" for k, v in zip(extra, labels)))
-    out = Path(args.out)
     atomic_write_text(out / "search.csv", table.getvalue())
     figure = search_figure(out / "search.png", args.query, [str(p) for p in gallery["paths"]], idx, dist,
                            size=cfg.input.size)
-    print(f"=> wrote {out / 'search.csv'} and {figure} ({cfg.test.metric} distances)")
+    print(f"=> wrote {out / 'search.csv'} and {figure} ({'cosine' if args.index else cfg.test.metric} distances)")
     return 0
+
+
+def _search_index(path, extractor, query, k):
+    """(distances 1 - cos [Q, k], gallery rows [Q, k], {paths[, pids, camids]}) of an index written
+    by tools/index.py; refused when it holds another model's features."""
+    from reid.inference.index import GalleryIndex
+    from reid.inference.loading import feature_contract
+
+    index = GalleryIndex.load(path)
+    index.check({**feature_contract(extractor.cfg, extractor.model), "dim": int(query.shape[1])}, f"--index {path}")
+    dist, idx = index.search(query.numpy(), k)
+    gallery = {"paths": index.paths}
+    if index.pids is not None:
+        gallery.update(pids=index.pids, camids=index.camids)
+    return np.maximum(dist, 0.0), idx, gallery  # 1 - cos can round below 0
 
 
 if __name__ == "__main__":

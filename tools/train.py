@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Train and evaluate a model from a YAML config.
 
-    python tools/train.py --config configs/quickstart.yaml [--resume auto|PATH] [--force] [KEY=VALUE ...]
+    python tools/train.py --config configs/quickstart.yaml [--resume auto|PATH | --overwrite] [--force] [KEY=VALUE ...]
     python tools/train.py --config configs/laganet/market1501.yaml --summary
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from reid.cli import config_parser, run  # noqa: E402
+from reid.cli import config_parser, nonneg_int, run  # noqa: E402
 
 
 def main() -> int:
@@ -21,9 +21,12 @@ def main() -> int:
     parser.add_argument("--summary", action="store_true",
                         help="print the model, its parameter counts, the batches per epoch and iterations of the run "
                              "and the time of one training step, then exit")
-    parser.add_argument("--summary-steps", type=int, default=2, metavar="N",
+    parser.add_argument("--summary-steps", type=nonneg_int, default=2, metavar="N",
                         help="training steps timed by --summary (mean after one warm-up step; 0: no timing)")
     parser.add_argument("--output-dir", help="output folder (same as output_dir=...)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start a new run in an output folder that holds a previous one: the previous run is "
+                             "moved aside to a dated sibling folder (OUTPUT_DIR.old-YYYYmmdd-HHMMSS), never deleted")
     parser.add_argument("--force", action="store_true",
                         help="train even when another live run holds the output folder's lock (run.lock)")
     args = parser.parse_args()
@@ -58,7 +61,7 @@ def main() -> int:
         return 0
     from reid.engine.distributed import launch
 
-    launch(cfg, resume=args.resume, force=args.force)
+    launch(cfg, resume=args.resume, force=args.force, overwrite=args.overwrite)
     return 0
 
 

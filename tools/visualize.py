@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from reid.cli import run  # noqa: E402
+from reid.cli import device, nonneg_int, positive_int, run, seed_int  # noqa: E402
 from reid.registry import UserError  # noqa: E402
 
 
@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     def command(name: str, text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text, description=text)
         p.add_argument("--out", required=True, help="the PNG to write")
-        p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+        p.add_argument("--device", type=device, default="cpu", help="cpu | cuda | cuda:N")
         p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
         return p
 
@@ -50,8 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", nargs="+", required=True)
     p.add_argument("--query-positions", nargs="+", type=positions, metavar="ROW,COL",
                    help="SAM-RPE query positions, fractions of the image (default: 0.15,0.5 0.45,0.5 0.8,0.5)")
-    p.add_argument("--las-top", type=int, default=3, help="LAS maps to show (largest first)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the BA-DropBlock / BDB draw shown")
+    p.add_argument("--las-top", type=nonneg_int, default=3, help="LAS maps to show (largest first)")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the BA-DropBlock / BDB draw shown")
     p.add_argument("--cam-target", choices=("class", "norm"), default="class",
                    help="Grad-CAM of the top identity class or of the feature norm")
     p.add_argument("--masks", help="folder of body-part label maps <stem>.png (MMGA ground truth)")
@@ -59,20 +59,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("ranked", "ranked lists of two checkpoints side by side for the same queries")
     p.add_argument("--checkpoints", nargs=2, required=True, metavar=("A", "B"))
     p.add_argument("--names", nargs=2, metavar=("NAME_A", "NAME_B"))
-    p.add_argument("--queries", type=int, default=6, help="number of queries (evenly spaced)")
-    p.add_argument("--topk", type=int, default=10)
+    p.add_argument("--queries", type=positive_int, default=6, help="number of queries (evenly spaced)")
+    p.add_argument("--topk", type=positive_int, default=10)
 
     p = command("per-dataset", "one query per data set, one row per run")
     p.add_argument("--runs", nargs="+", required=True)
-    p.add_argument("--query-index", type=int, default=0, help="which query with a true match (0: the first)")
-    p.add_argument("--topk", type=int, default=10)
+    p.add_argument("--query-index", type=nonneg_int, default=0, help="which query with a true match (0: the first)")
+    p.add_argument("--topk", type=positive_int, default=10)
 
     p = command("cmc", "CMC curves of several runs on one plot")
     p.add_argument("--runs", nargs="+", required=True)
     p.add_argument("--names", nargs="+")
     p.add_argument("--evaluate", action="store_true",
                    help="evaluate each run's checkpoint for the full curve (default: rank-1/5/10 of metrics.json)")
-    p.add_argument("--max-rank", type=int, default=20)
+    p.add_argument("--max-rank", type=positive_int, default=20)
 
     p = command("curves", "training curves (loss, lr, mAP / rank-1) of a run folder")
     p.add_argument("--run", required=True)
@@ -163,11 +163,27 @@ def curves(args) -> Path:
     return curves_figure(training_series(args.run), args.out, f"run {run_folder(args.run).resolve().name}")
 
 
+def input_files(args) -> dict[str, list[Path]]:
+    """Every file the command reads, by option (a folder given: the files in it)."""
+    found: dict[str, list[Path]] = {}
+    for key in ("checkpoint", "checkpoints", "images", "runs", "run", "masks"):
+        given = getattr(args, key, None)
+        for item in [given] if isinstance(given, str) else given or []:
+            path = Path(item)
+            files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
+            found.setdefault(f"--{key}", []).extend(files)
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from reid.atomic_io import check_apart
+    from reid.engine.guards import check_output_file
     from reid.visualize.figures import require_matplotlib
 
     require_matplotlib()  # before any work
+    check_apart({"--out": args.out}, input_files(args))
+    check_output_file(args.out, "--out")
     commands = {"attention": attention, "ranked": ranked, "per-dataset": per_dataset, "cmc": cmc, "curves": curves}
     print(f"=> wrote {commands[args.command](args)}")
     return 0

@@ -2,7 +2,9 @@
 
 A store is ``<cache_dir>/<kind>-<key>.npy`` where ``key`` hashes the file list, the files' sizes
 and modification times, the target size and the interpolation; it is built once (thread pool of
-PIL decoders, tqdm progress bar), written atomically, and reused across epochs and runs.
+PIL decoders, tqdm progress bar), written atomically (:func:`reid.atomic_io.atomic_file`; the
+temporary files of builders that were killed are removed by the next build in the folder), and
+reused across epochs and runs.
 A mask store may leave samples out (path ``None``): their entry is all zero (background).
 """
 from __future__ import annotations
@@ -11,13 +13,13 @@ import hashlib
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from reid.atomic_io import atomic_file, make_folder, remove_stale_temporaries
 from reid.registry import suggestion
 
 from .datasets.base import DatasetError
@@ -72,7 +74,7 @@ def _decode(path: str, size: tuple[int, int], resample: int, mode: str,
             if mode == "L":  # label map: keep the label values
                 im = im if im.mode in ("L", "P") else im.convert("L")
             return resized_uint8(im, size, resample, rgb=mode != "L")
-    except (OSError, ValueError, SyntaxError) as exc:
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise DatasetError(f"{path}: cannot decode image ({exc})") from None
 
 
@@ -84,8 +86,8 @@ def _build(paths: Sequence[str | None], size: tuple[int, int], cache_dir: str | 
     paths = [str(p) if p is not None else None for p in paths]
     mode = "L" if kind == "masks" else "RGB"
     shape = (len(paths), *size) + (() if mode == "L" else (3,))
-    cache = Path(cache_dir)
-    cache.mkdir(parents=True, exist_ok=True)
+    cache = make_folder(cache_dir, "data.cache_dir")
+    remove_stale_temporaries(cache)
     target = cache / f"{kind}-{store_key(paths, size, interpolation, kind)}.npy"
     if target.is_file():
         try:
@@ -94,26 +96,21 @@ def _build(paths: Sequence[str | None], size: tuple[int, int], cache_dir: str | 
                 return arr
         except (OSError, ValueError):
             pass  # a damaged store is rebuilt
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
     resample = INTERPOLATIONS[interpolation]
     original = np.zeros((len(paths), 2), dtype=np.int64) if kind == "images" else None
+    with atomic_file(target, "cannot write the image store") as tmp:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
 
-    def work(i: int) -> None:
-        out[i] = _decode(paths[i], size, resample, mode, original, i) if paths[i] is not None else 0
+        def work(i: int) -> None:
+            out[i] = _decode(paths[i], size, resample, mode, original, i) if paths[i] is not None else 0
 
-    try:
         with ThreadPoolExecutor(max(1, int(workers))) as pool:
             list(tqdm(pool.map(work, range(len(paths))), total=len(paths), leave=False,
                       desc=f"decoding {len(paths)} {kind} to {size[0]}x{size[1]}", dynamic_ncols=True,
                       disable=len(paths) < 256))
         out.flush()
-        os.replace(tmp, target)
-        if original is not None:
-            log_stretched(original, size)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    if original is not None:
+        log_stretched(original, size)
     return np.load(target, mmap_mode="r")
 
 

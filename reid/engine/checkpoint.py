@@ -87,6 +87,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     """Load a checkpoint written by :func:`save_checkpoint` (or a bare model state dict) with
     ``weights_only=True``; a file holding other Python objects is refused (CheckpointError)."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
@@ -103,6 +105,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: expected a dict checkpoint, got {type(state).__name__}")
     if "model" not in state:
+        if not all(isinstance(v, torch.Tensor) for v in state.values()):
+            keys = ", ".join(sorted(map(str, state))[:5])
+            raise CheckpointError(f"{path}: holds no model weights: neither a 'model' entry nor a state dict of "
+                                  f"tensors (its keys: {keys})")
         state = {"model": state}
     return state
 

@@ -13,6 +13,7 @@ from reid.data.datasets.base import DatasetError, ReidDataset, Sample
 from reid.engine.gather import gather_shards, shard_bounds
 from reid.engine.host_memory import keep_freed_host_memory
 from reid.evaluation import aqe, compute_distance, evaluate_features, evaluate_rank, extract_features, re_rank
+from reid.evaluation.finite import check_finite
 from reid.evaluation.rerank import FeatureReranker
 
 log = logging.getLogger("reid")
@@ -71,27 +72,45 @@ class Evaluator:
         )
         return gather_shards(feats, len(images), self.device)
 
-    def distances(self, qf: torch.Tensor, gf: torch.Tensor) -> torch.Tensor:
-        """Query x gallery distances, with ``test.aqe`` and ``test.rerank`` applied."""
+    def distances(self, qf: torch.Tensor, gf: torch.Tensor, where: str = "") -> torch.Tensor:
+        """Query x gallery distances, with ``test.aqe`` and ``test.rerank`` applied (the distances
+        fed to re-ranking are checked to be finite; ``where`` names the draw in that error)."""
         test = self.cfg.test
         if test.aqe:
             qf, gf = aqe(qf, gf)
         dist = compute_distance(qf, gf, metric=test.metric)
         if test.rerank:
+            check_finite(dist, f"{where or self.where()}: distances", "distances", rows="query rows")
             dist = torch.as_tensor(re_rank(
                 dist, compute_distance(qf, qf, metric=test.metric),
                 compute_distance(gf, gf, metric=test.metric),
             ))
         return dist
 
-    def evaluate_chunked(self, qf: torch.Tensor, gf: torch.Tensor, labels: tuple) -> Any:
+    def evaluate_chunked(self, qf: torch.Tensor, gf: torch.Tensor, labels: tuple, where: str = "") -> Any:
         """Chunked evaluation for large sets (bounded memory); sparse re-ranking when enabled."""
         test = self.cfg.test
         if test.aqe:
             qf, gf = aqe(qf, gf)
         dist_fn = FeatureReranker(qf, gf, metric=test.metric, device=self.device).distances if test.rerank else None
         return evaluate_features(qf, gf, *labels, metric=test.metric, max_rank=int(test.max_rank),
-                                 protocol=self.protocol, device=self.device, dist_fn=dist_fn)
+                                 protocol=self.protocol, device=self.device, dist_fn=dist_fn,
+                                 where=where or self.where(), stage=self.stage())
+
+    def where(self, draw: int | None = None) -> str:
+        """``data set 'NAME'`` (``, draw D`` with several draws): the source named in errors."""
+        several = draw is not None and len(self.draws) > 1
+        return f"data set '{self.dataset.name}'" + (f", draw {draw}" if several else "")
+
+    def stage(self) -> str:
+        """What the ranked distances are: ``re-ranked distances`` or ``distances``."""
+        return "re-ranked distances" if self.cfg.test.rerank else "distances"
+
+    def check_features(self, feats: torch.Tensor, samples: list[Sample], split: str, where: str) -> None:
+        """A NonFiniteError naming ``split`` (query/gallery), how many of its images have NaN or
+        infinite features and the first one's file; feats [len(samples), D]."""
+        check_finite(feats, f"{where}: {split} features", "features", rows=f"{split} images",
+                     name_of=lambda i: samples[i].path)
 
     def evaluate(self, model: torch.nn.Module, per_query: bool = False):
         """rank-1/5/10, mAP, mINP (means over draws, and ``*_std`` when there are several).
@@ -112,17 +131,20 @@ class Evaluator:
         warn_if_collapsed(feats)
         per_draw: list[dict[str, float]] = []
         tables: list[str] = []
-        for query, gallery in self.draws:
+        for d, (query, gallery) in enumerate(self.draws):
+            where = self.where(d)
             qi = torch.tensor([self.index[s] for s in query])
             gi = torch.tensor([self.index[s] for s in gallery])
             labels = (np.array([s.pid for s in query]), np.array([s.pid for s in gallery]),
                       np.array([s.camid for s in query]), np.array([s.camid for s in gallery]))
             qf, gf = feats[qi].to(self.device), feats[gi].to(self.device)
+            self.check_features(qf, query, "query", where)
+            self.check_features(gf, gallery, "gallery", where)
             if len(query) * len(gallery) <= DENSE_LIMIT:
-                result = evaluate_rank(self.distances(qf, gf), *labels, max_rank=int(self.cfg.test.max_rank),
-                                       protocol=self.protocol)
+                result = evaluate_rank(self.distances(qf, gf, where), *labels, max_rank=int(self.cfg.test.max_rank),
+                                       protocol=self.protocol, where=where, stage=self.stage())
             else:
-                result = self.evaluate_chunked(qf, gf, labels)
+                result = self.evaluate_chunked(qf, gf, labels, where)
             per_draw.append(result.summary(REPORTED_RANKS))
             if per_query:
                 tables.append(per_query_table(query, result))
@@ -168,36 +190,15 @@ def feature_spread(feats: torch.Tensor) -> float:
 
 def warn_if_collapsed(feats: torch.Tensor) -> bool:
     """Log a warning when the test features of all images are (nearly) the same point: the ranking
-    is then decided by rounding and ties, and the metrics mean nothing. Returns whether it warned."""
+    is then decided by rounding and ties, and the metrics mean nothing. Returns whether it warned
+    (not for non-finite features: they are an error of their own)."""
     spread = feature_spread(feats)
-    if spread >= COLLAPSE_LIMIT:
+    if not spread < COLLAPSE_LIMIT:
         return False
     log.warning(f"test features are nearly identical across images (relative spread {spread:.1e}): rank-1 and "
                 "mAP are decided by rounding and ties and mean nothing. The usual causes: a model trained for "
                 "only a few steps (BatchNorm running statistics still at their initial values) or a diverged run.")
     return True
-
-
-def ranked_list_figure(evaluator: Evaluator, path: str, num_queries: int = 20, topk: int = 10) -> str:
-    """Save the first draw's ranked lists of ``num_queries`` evenly spaced queries as an image."""
-    from reid.visualize import save_ranked_lists
-
-    feats = evaluator.last_features
-    if feats is None:
-        raise RuntimeError("call evaluate() first")
-    query, gallery = evaluator.draws[0]
-    pick = np.linspace(0, len(query) - 1, num=min(num_queries, len(query))).astype(int)
-    qi = [evaluator.index[query[i]] for i in pick]
-    gi = [evaluator.index[s] for s in gallery]
-    dist = evaluator.distances(feats[qi].to(evaluator.device), feats[gi].to(evaluator.device))
-    images = evaluator.images
-    save_ranked_lists(
-        path, images[qi], images[gi], dist.cpu().numpy(),
-        np.array([query[i].pid for i in pick]), np.array([s.pid for s in gallery]),
-        np.array([query[i].camid for i in pick]), np.array([s.camid for s in gallery]),
-        topk=topk, ignore_same_camera=evaluator.protocol.cross_camera,
-    )
-    return path
 
 
 def per_query_table(query: list[Sample], result: Any) -> str:

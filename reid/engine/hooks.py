@@ -20,12 +20,9 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
-
-if TYPE_CHECKING:
-    from .trainer import Trainer
 
 
 @dataclass
@@ -68,7 +65,7 @@ class EpochStats:
 class HookBase:
     """A hook: override the points you need; ``self.trainer`` is set when the trainer takes it."""
 
-    trainer: Trainer
+    trainer: Any  # the reid.engine.Trainer that took the hook (hooks import nothing of the trainer)
 
     def before_train(self) -> None:
         """``fit`` starts (after a resume, from ``trainer.start_epoch``)."""
@@ -132,7 +129,7 @@ class TrainLogger(HookBase):
         t.scalars.add("epoch/loss", stats.means.get("loss", math.nan), stats.epoch + 1)
 
 
-def _last_epoch(trainer: Trainer, stats: EpochStats) -> bool:
+def _last_epoch(trainer: Any, stats: EpochStats) -> bool:
     return stats.epoch == int(trainer.cfg.train.epochs) - 1
 
 

@@ -1,8 +1,10 @@
-"""Ctrl-C during training: stop at the next safe point with a resumable checkpoint.
+"""Ctrl-C or SIGTERM during training: stop at the next safe point with a resumable checkpoint.
 
+SIGTERM (what ``timeout``, Slurm, ``docker stop`` and ``kill`` send) is handled exactly as Ctrl-C
+(SIGINT); the tools then exit with 128 + the signal's number (130 for SIGINT, 143 for SIGTERM).
 Semantics (``Trainer.fit``):
 
-* The first SIGINT only sets :attr:`SigintStop.requested`; no step is ever cut in half.
+* The first signal only sets :attr:`SigintStop.requested`; no step is ever cut in half.
 * During an epoch's training steps, training stops after the current step. ``checkpoints/last.pth``
   then holds the state after that step plus ``partial = {epoch, iteration (steps done), sums (of
   the logged loss terms), rng (torch CPU/CUDA generator states)}``. ``--resume`` re-runs the
@@ -12,7 +14,7 @@ Semantics (``Trainer.fit``):
 * During the last step of an epoch or its evaluation, the epoch is completed (evaluation, best and
   last checkpoints) and training stops before the next epoch: ``last.pth`` is then an ordinary
   end-of-epoch checkpoint. After the last epoch the run simply finishes.
-* A second SIGINT raises ``KeyboardInterrupt`` at once and saves nothing more (``last.pth`` keeps
+* A second signal raises ``KeyboardInterrupt`` at once and saves nothing more (``last.pth`` keeps
   its previous content: writes are atomic). Under torchrun, which sends the terminal's Ctrl-C to
   its workers a second time, repeats are ignored; the global rank 0 alone saves.
 """
@@ -26,35 +28,43 @@ from typing import Any
 
 import torch
 
+#: The signals that stop training with a checkpoint, and how the messages name them.
+STOP_SIGNALS = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
+
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Training stopped on Ctrl-C; the message says what was saved."""
+    """Training stopped on Ctrl-C or SIGTERM; the message says what was saved; ``signum`` is the
+    signal (the tools exit with 128 + signum)."""
+
+    def __init__(self, message: str = "", signum: int = signal.SIGINT):
+        super().__init__(message)
+        self.signum = int(signum)
 
 
 class SigintStop:
-    """Context manager that turns the first SIGINT into a stop request (see the module docstring).
+    """Context manager that turns the first SIGINT or SIGTERM into a stop request (see the module
+    docstring); :attr:`signum` is the signal received.
 
-    ``announce``: print what happens on stderr; ``repeat_aborts``: a second SIGINT raises
+    ``announce``: print what happens on stderr; ``repeat_aborts``: a second signal raises
     KeyboardInterrupt (else it is ignored). Outside the main thread no handler can be installed and
-    SIGINT keeps its usual behaviour.
+    the signals keep their usual behaviour.
     """
 
     def __init__(self, announce: bool = True, repeat_aborts: bool = True):
         self.announce, self.repeat_aborts = announce, repeat_aborts
         self.requested = False
-        self._previous: Any = None
-        self._installed = False
+        self.signum = int(signal.SIGINT)
+        self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> SigintStop:
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-            self._installed = True
+            self._previous = {s: signal.signal(s, self._handle) for s in STOP_SIGNALS}
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._installed:
-            signal.signal(signal.SIGINT, self._previous)
-            self._installed = False
+        for s, previous in self._previous.items():
+            signal.signal(s, previous)
+        self._previous = {}
 
     def _say(self, text: str) -> None:
         if self.announce:  # os.write: no buffered stream is re-entered from a signal handler
@@ -65,9 +75,11 @@ class SigintStop:
 
     def _handle(self, signum: int, frame: Any) -> None:
         if not self.requested:
-            self.requested = True
-            again = "press Ctrl-C again to quit without saving" if self.repeat_aborts else "please wait"
-            self._say(f"Ctrl-C: stopping after the current training step (or evaluation) to save a "
+            self.requested, self.signum = True, int(signum)
+            name = STOP_SIGNALS.get(signum, f"signal {signum}")
+            again = ("press Ctrl-C again to quit without saving" if signum == signal.SIGINT
+                     else f"send {name} again to quit without saving") if self.repeat_aborts else "please wait"
+            self._say(f"{name}: stopping after the current training step (or evaluation) to save a "
                       f"resumable checkpoint; {again}")
         elif self.repeat_aborts:
             raise KeyboardInterrupt

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
+from reid.atomic_io import make_folder, os_errors
 from reid.registry import UserError
 
 LOCK_NAME = "run.lock"
@@ -63,10 +64,10 @@ def run_lock(output_dir: str | os.PathLike, force: bool = False,
     Raises :class:`RunLockedError` when another live process holds it; with ``force`` the block
     runs anyway, unlocked, after ``warn`` (default: stderr) names the other process.
     """
-    folder = Path(output_dir)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = make_folder(output_dir, "output_dir")
     path = folder / LOCK_NAME
-    fd = _try_lock(path)
+    with os_errors(path, "cannot create the run lock"):
+        fd = _try_lock(path)
     if fd is None:
         other = holder(path)
         if not force:

@@ -19,7 +19,7 @@ from tqdm import tqdm
 import reid.data
 import reid.losses
 import reid.models
-from reid.atomic_io import atomic_write_text
+from reid.atomic_io import atomic_write_text, remove_stale_temporaries
 from reid.config import Config, save_config
 from reid.data.datasets.base import ReidDataset
 from reid.models.checkpointing import checkpoint_modules
@@ -28,16 +28,25 @@ from reid.registry import ConfigError
 
 from .amp import DTYPES, CastInput, amp_dtype, autocast, backward_and_step, grad_scaler
 from .checkpoint import CheckpointError, load_checkpoint, model_state, save_checkpoint, to_plain
+from .ddp_order import local_rank_zero_first
 from .device import resolve_device, seed_everything
-from .distributed import local_rank_zero_first
 from .evaluator import Evaluator, check_draws, format_metrics
 from .gather import convert_sync_bn, gather_batch, gather_outputs
-from .guards import LossWatch, check_run_paths, load_model_state, non_finite_loss
+from .guards import (
+    LossWatch,
+    check_finite_weights,
+    check_recipe,
+    check_run_paths,
+    load_model_state,
+    move_run_aside,
+    non_finite_loss,
+    previous_run,
+)
 from .hooks import EpochStats, HookBase, default_hooks
 from .host_memory import keep_freed_host_memory
 from .interrupt import SigintStop, TrainingInterrupted, rng_state, set_rng_state
 from .optim import build_optimizer
-from .runlog import Scalars, setup_logger
+from .runlog import Scalars, release_log, setup_logger
 from .schedule import lr_factor, set_lr
 
 # moved to .device / .amp; still importable from here
@@ -54,18 +63,19 @@ class Trainer:
     #: True while :meth:`fit` runs (the evaluation and checkpoint hooks act only then).
     fitting: bool = False
 
-    def __init__(self, cfg: Config, resume: str | None = None, rank: int = 0, world_size: int = 1):
-        check_run_paths(cfg, resume)  # before any work: folders writable, checkpoint to resume present
+    def __init__(self, cfg: Config, resume: str | None = None, rank: int = 0, world_size: int = 1,
+                 overwrite: bool = False):
+        # before any work: folders writable, a previous run resumed or moved aside, checkpoint present
+        check_run_paths(cfg, resume, overwrite)
         self.cfg, self.rank, self.world_size, self.is_main = cfg, rank, world_size, rank == 0
         self.out = Path(cfg.output_dir)
-        self.log = setup_logger(self.out, rank)
-        if self.is_main:
-            save_config(cfg, self.out / "config.yaml")
+        self.log = setup_logger(self.out, rank, hold=True)  # log.txt is written once the run is set up
         seed_everything(int(cfg.seed))
         self.device = resolve_device(cfg.device)
         if self.device.type == "cpu":
             keep_freed_host_memory()
-        self.distributed = world_size > 1 and dist.is_available() and dist.is_initialized()
+        # a process group of this world size (torchrun, also with one process) trains under DDP
+        self.distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() == world_size
         self.dtype = DTYPES[cfg.train.dtype]
         with local_rank_zero_first(self.distributed, rank):
             self.dataset = self.build_dataset()
@@ -78,7 +88,6 @@ class Trainer:
         self.gather = self.distributed and bool(cfg.train.gather_outputs)
         self.ddp, self.forward_model = self.wrap_model()
         self.evaluator, self.val_evaluator = self.build_evaluator(), self.build_validation_evaluator()
-        self.scalars = Scalars(self.out / "tb", rank)
         self.start_epoch, self.best, self.history = 0, {"mAP": -1.0, "epoch": -1}, []
         self.before: dict[str, float] | None = None  # metrics of the untrained model (train.eval_before)
         self.final: dict[str, float] | None = None  # metrics of the latest evaluation in fit
@@ -86,6 +95,20 @@ class Trainer:
         self.hooks = self.register_hooks(self.build_hooks())
         if resume:
             self.load(resume)
+        if self.is_main:  # set up: only now is output_dir changed (a refused resume changes nothing)
+            self.take_folder(overwrite)
+        release_log(self.log)
+        self.scalars = Scalars(self.out / "tb", rank)
+
+    def take_folder(self, overwrite: bool) -> None:
+        """Rank 0, once the run is set up: with ``overwrite`` move a previous run aside (never
+        delete it), remove temporary files of killed writers, write ``config.yaml``."""
+        if overwrite and previous_run(self.out):
+            self.log.info(f"=> --overwrite: moved the previous run in {self.out} to {move_run_aside(self.out)}")
+        for folder in (self.out, self.out / "checkpoints"):
+            for path in remove_stale_temporaries(folder):
+                self.log.info(f"=> removed {path}, left by a writer that was killed")
+        save_config(self.cfg, self.out / "config.yaml")
 
     # ------------------------------------------------------------------------ the run's parts
 
@@ -198,6 +221,7 @@ class Trainer:
             raise CheckpointError(f"{path}: holds model weights only; cannot resume training from it")
         load_model_state(self.model, state["model"], path, f"model '{self.cfg.model.name}' of this config",
                          num_classes=(state.get("num_classes"), self.dataset.num_train_ids))
+        check_recipe(state.get("config"), self.cfg.to_dict(), path, self.log)
         try:
             self.optimizer.load_state_dict(state["optimizer"])
         except (ValueError, KeyError) as exc:
@@ -249,7 +273,7 @@ class Trainer:
         if self.is_main:
             self.log.info(message)
         self.scalars.close()
-        raise TrainingInterrupted(message)
+        raise TrainingInterrupted(message, *([self._sigint.signum] if self._sigint else []))
 
     def _stop_after_epoch(self, epoch: int) -> None:
         """Ctrl-C arrived during epoch ``epoch``'s last step or evaluation: stop before the next."""
@@ -310,7 +334,8 @@ class Trainer:
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         """One pass of the identity sampler (at most ``train.iters_per_epoch`` steps) with the
-        epoch hooks; returns the epoch's mean loss terms."""
+        epoch hooks; returns the epoch's mean loss terms. Non-finite weights stop it before the
+        ``after_epoch`` hooks (evaluation, checkpoints, best-model selection) see them."""
         stats = self._begin_epoch(epoch)
         self._call("before_epoch", stats)
         bar = tqdm(total=stats.iters, initial=min(stats.skip, stats.iters), desc=f"epoch {epoch + 1}/"
@@ -332,6 +357,9 @@ class Trainer:
                 stats.stopped = it + 1
                 break
         bar.close()
+        # before any hook evaluates or saves the model (a NaN BatchNorm statistic leaves the loss finite)
+        check_finite_weights(self.model, f"in epoch {epoch + 1} after iteration {stats.stopped}" if stats.stopped
+                             else f"after epoch {epoch + 1}")
         if stats.stopped:
             self._stop_in_epoch(stats)
         stats.finish(len(self.loader))

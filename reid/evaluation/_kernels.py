@@ -17,13 +17,14 @@ except ImportError:  # pragma: no cover
 LINEAR_MAX = 48
 
 
-def _count_le_py(p, n, v):
-    """Number of entries of sorted ``p[:n]`` that are <= ``v`` (binary search)."""
+def _count_le_py(p, pi, n, v, g):
+    """Number of entries of ``(p, pi)[:n]`` (sorted by distance, then gallery index) that come
+    before or at ``(v, g)`` in that order (binary search)."""
     lo = 0
     hi = n
     while lo < hi:
         mid = (lo + hi) >> 1
-        if p[mid] <= v:
+        if p[mid] < v or (p[mid] == v and pi[mid] <= g):
             lo = mid + 1
         else:
             hi = mid
@@ -42,17 +43,36 @@ def _count_below_py(row, thr):
     return c
 
 
+def _count_at_most_py(row, thr):
+    """#{g: row[g] <= thr}, as :func:`_count_below_py`."""
+    c = np.float32(0.0)
+    for g in range(row.shape[0]):
+        c += np.float32(1.0) if row[g] <= thr else np.float32(0.0)
+    return c
+
+
 # reassociation lets LLVM vectorise the reduction; no "nnan": NaN distances compare as usual
 _FAST = {"reassoc", "nsz", "contract"}
 _count_below = numba.njit(fastmath=_FAST)(_count_below_py) if HAVE_NUMBA else _count_below_py
+_count_at_most = numba.njit(fastmath=_FAST)(_count_at_most_py) if HAVE_NUMBA else _count_at_most_py
+
+
+def _count_before_py(row, thr, idx):
+    """#{g: (row[g], g) < (thr, idx)}: entries closer than ``thr``, or as close and earlier in the
+    gallery. Two vectorised passes over slices (one loop with both conditions does not vectorise)."""
+    return _count_at_most(row[:idx], thr) + _count_below(row[idx:], thr)
+
+
+_count_before = numba.njit(_count_before_py) if HAVE_NUMBA else _count_before_py
 
 
 def _market_stats_py(dist, qp, qc, gc, order, start, count, use_cam, npos, first, ap, ap_trap, inp):
     """Per query: number of kept true matches, first-match rank, AP, trapezoidal AP, INP.
 
-    dist [Nq, Ng] (float32/64), qp/qc [Nq], gc [Ng], order [Ng] gallery indices grouped by pid,
-    start/count [Nq] the query pid's block in ``order``. Outputs [Nq] filled in place.
-    A negative precedes a true match when strictly closer (ties: the true match first).
+    dist [Nq, Ng] (float32/64), qp/qc [Nq], gc [Ng], order [Ng] gallery indices grouped by pid
+    (ascending within a pid), start/count [Nq] the query pid's block in ``order``. Outputs [Nq]
+    filled in place. The gallery is ranked by (distance, gallery index), the order of a stable
+    argsort: a negative precedes a true match when closer, or as close and earlier in the gallery.
     """
     nq, ng = dist.shape
     for q in prange(nq):
@@ -65,38 +85,46 @@ def _market_stats_py(dist, qp, qc, gc, order, start, count, use_cam, npos, first
         if c == 0:
             continue
         pos = np.empty(c, dist.dtype)
+        posi = np.empty(c, np.int64)
         same = np.empty(c, dist.dtype)
         n = 0
         for t in range(c):
-            v = dist[q, order[start[q] + t]]
+            g = order[start[q] + t]
+            v = dist[q, g]
             same[t] = v
-            if not (use_cam and gc[order[start[q] + t]] == qc[q]):
+            if not (use_cam and gc[g] == qc[q]):
                 pos[n] = v
+                posi[n] = g
                 n += 1
         if n == 0:
             continue
-        p = np.sort(pos[:n])
+        # true matches in ranking order: by distance, ties by gallery index (posi is ascending)
+        srt = np.argsort(pos[:n], kind="mergesort")
+        p = pos[:n][srt]
+        pi = posi[:n][srt]
         dmax = p[n - 1]
-        # hist[j]: negatives with exactly j true matches at or below their distance
+        imax = pi[n - 1]
+        # hist[j]: negatives ranked after exactly j true matches
         hist = np.zeros(n + 1, np.int64)
         row = dist[q]
         if n <= LINEAR_MAX and ng < (1 << 24):
-            # one vectorisable counting pass per true match: below[t] = #{g: d_g < p_t}
+            # one vectorisable counting pass per true match: below[t] = #{g ranked before match t}
             prev = 0
             for t in range(n):
-                cnt = np.int64(_count_below(row, p[t]))
+                cnt = np.int64(_count_before(row, p[t], pi[t]))
                 hist[t] = cnt - prev
                 prev = cnt
         else:
             for g in range(ng):
                 v = row[g]
-                if v < dmax:
-                    hist[_count_le(p, n, v)] += 1
+                if v < dmax or (v == dmax and g < imax):
+                    hist[_count_le(p, pi, n, v, g)] += 1
         # the counts above include the query's own pid (true matches and removed images)
         for t in range(c):
             v = same[t]
-            if v < dmax:
-                hist[_count_le(p, n, v)] -= 1
+            g = order[start[q] + t]
+            if v < dmax or (v == dmax and g < imax):
+                hist[_count_le(p, pi, n, v, g)] -= 1
         cum = 0
         s_ap = 0.0
         s_trap = 0.0

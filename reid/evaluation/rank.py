@@ -1,11 +1,16 @@
 """Ranking metrics: CMC, mAP, mINP under the Market-1501, CUHK03 and hand-set protocols.
 
-Per query, only the rank of each true match among the kept gallery matters, and it equals
-``1 + (true matches closer) + (negatives closer)``. Both backends compute exactly that without an
-argsort of the gallery: the true matches (found through a pid-grouped gallery index) are sorted,
-and each negative is placed among them by binary search. Ties between a true match and a negative
-count the true match first (an argsort-based evaluator orders ties arbitrarily; on inputs without
-ties the results are identical).
+The kept gallery is ranked by (distance, gallery index): the order of a stable argsort of each
+distance row, so equal distances rank in gallery order. Per query, only the rank of each true
+match matters, and it equals ``1 + (true matches before it) + (negatives before it)``. Both
+backends compute exactly that without an argsort of the gallery: the true matches (found through
+a pid-grouped gallery index) are sorted, and each negative is placed among them by binary search.
+torchreid and fast-reid rank with ``np.argsort(distmat, axis=1)`` (NumPy's default quicksort,
+not stable): without ties the results are identical; with ties theirs depend on the NumPy
+version and CPU, and equal those of ``kind="stable"`` only where the sort happens to keep the
+gallery order (scripts/compare_evaluators.py).
+
+Distances (and features) that are NaN or infinite are a :class:`NonFiniteError`, never a figure.
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ import torch
 from reid.data.protocols import Protocol, get_protocol
 from reid.evaluation._kernels import HAVE_NUMBA, market_stats
 from reid.evaluation.distance import PreparedGallery
+from reid.evaluation.finite import check_finite
 from reid.registry import suggestion
 
 BACKENDS = ("auto", "numba", "torch")
@@ -144,11 +150,28 @@ def _stats_torch(dist: torch.Tensor, qp, qc, index: GalleryIndex, use_cam: bool,
             ok = ok & (index.gc[gidx] != qc[s:s + bsz, None])
         pd = torch.gather(d, 1, gidx)
         pd = torch.where(ok, pd, torch.full_like(pd, float("inf")))
-        sp, _ = torch.sort(pd, dim=1)
+        # true matches in ranking order: by distance, ties by gallery index (gidx ascends in a row)
+        sp, si = torch.sort(pd, dim=1, stable=True)
+        sg = torch.gather(gidx, 1, si)
         npos = ok.sum(1)
-        # bin j of a negative = number of true matches <= its distance: it precedes matches j..m-1
-        j = torch.searchsorted(sp.contiguous(), d.contiguous(), right=True)
+        # bin j of a negative = number of true matches ranked before it (closer, or as close and
+        # earlier in the gallery): it precedes matches j..m-1
+        sp = sp.contiguous()
+        j = torch.searchsorted(sp, d.contiguous(), right=True)  # matches at most as far
+        # tied: the last of those is exactly as far (a -inf column in front for j = 0)
         neg = gp[None, :] != qp[s:s + bsz, None]
+        tied = (torch.gather(torch.cat([torch.full_like(sp[:, :1], -float("inf")), sp], 1), 1, j) == d) & neg
+        rows = torch.nonzero(tied.any(1))[:, 0]
+        if len(rows):
+            # the tie's run of equal match distances has ascending gallery indices: search the
+            # (run, gallery index) keys of the rows with ties for each entry's run and own index
+            sr = sp[rows]
+            run = torch.cumsum(torch.cat([torch.zeros_like(sr[:, :1], dtype=torch.int64),
+                                          (sr[:, 1:] != sr[:, :-1]).long()], 1), 1)
+            key = run * (ng + 1) + sg[rows]
+            jr = j[rows]
+            own = torch.gather(torch.cat([run[:, :1], run], 1), 1, jr) * (ng + 1) + torch.arange(ng, device=dev)
+            j[rows] = torch.where(tied[rows], torch.searchsorted(key, own, right=False), jr)
         j = torch.where(neg, j, torch.full_like(j, m + 1))
         bins = j + (torch.arange(b, device=dev) * (m + 2))[:, None]
         hist = torch.bincount(bins.reshape(-1), minlength=b * (m + 2)).view(b, m + 2)[:, :m]
@@ -208,6 +231,8 @@ def evaluate_rank(
     num_repeats: int | None = None,
     seed: int = 0,
     backend: str = "auto",
+    where: str = "",
+    stage: str = "distances",
 ) -> RankResult:
     """CMC, mAP, mINP of a query x gallery distance matrix (smaller is closer).
 
@@ -228,11 +253,15 @@ def evaluate_rank(
     CUDA path); both give identical results.
     ``cmc`` always has ``max_rank`` entries; where the gallery is shorter, the ranks beyond it
     repeat the last value (torchreid truncates to the gallery size; the common entries agree).
+    Equal distances rank in gallery order (a stable argsort). NaN or infinite distances raise a
+    :class:`~reid.evaluation.finite.NonFiniteError` naming ``where`` (e.g. the data set) and
+    ``stage`` (``distances`` or ``re-ranked distances``: what the matrix is).
     """
     rules = _check(protocol, ap_mode)
     dist = _as_tensor(distmat)
     if dist.ndim != 2:
         raise ValueError(f"distmat must be [Nq, Ng], got shape {tuple(dist.shape)}")
+    check_finite(dist, _named(where, stage), stage, rows="query rows")
     if not dist.is_floating_point():
         dist = dist.double()
     dev = dist.device
@@ -250,6 +279,10 @@ def evaluate_rank(
     if rules.single_gallery_shot:
         cmc_rows = Cuhk03Draws(index, num_repeats or rules.single_gallery_shot, seed).cmc(dist, qp, qc, max_rank)
     return finalize(stats, max_rank, rules.name, ap_mode, cmc_rows)
+
+
+def _named(where: str, what: str) -> str:
+    return f"{where}: {what}" if where else what
 
 
 def finalize(stats: dict[str, np.ndarray], max_rank: int, protocol: str, ap_mode: str,
@@ -279,7 +312,8 @@ class Cuhk03Draws:
     Each draw gives every gallery image a random key; per identity the image with the smallest
     key among the eligible ones is drawn (for the query's own identity: among its images from
     other cameras), i.e. a uniform choice. A query's first-match rank in a draw is 1 + the number
-    of other identities whose drawn image is closer than its drawn true match.
+    of other identities whose drawn image is ranked before its drawn true match (closer, or as
+    close and earlier in the gallery).
     """
 
     def __init__(self, index: GalleryIndex, num_repeats: int = 10, seed: int = 0):
@@ -318,8 +352,11 @@ class Cuhk03Draws:
             acc = torch.zeros(b, max_rank, dtype=torch.float64)
             for key, rep in zip(self.keys, self.reps):
                 k = torch.where(elig, key[None, :], torch.full((), 3.0, dtype=key.dtype, device=dev))
-                dpos = torch.gather(d, 1, torch.argmin(k, 1)[:, None])
-                closer = (d[:, rep] < dpos) & ~own
+                gpos = torch.argmin(k, 1)[:, None]
+                dpos = torch.gather(d, 1, gpos)
+                # ranked before the drawn true match: closer, or as close and earlier in the gallery
+                dr = d[:, rep]
+                closer = ((dr < dpos) | ((dr == dpos) & (rep[None, :] < gpos))) & ~own
                 rank = (closer.sum(1) + 1).cpu()
                 acc += (ks[None, :] >= rank[:, None]).double()
             acc[~has.cpu()] = 0
@@ -346,6 +383,8 @@ def evaluate_features(
     seed: int = 0,
     backend: str = "auto",
     dist_fn=None,
+    where: str = "",
+    stage: str = "distances",
 ) -> RankResult:
     """:func:`evaluate_rank` from features qf [Nq, D], gf [Ng, D] without the full distance matrix.
 
@@ -353,10 +392,14 @@ def evaluate_features(
     (default: as many as fit ``max_chunk_bytes`` of distances) and ranked chunk by chunk; peak
     memory is the gallery features plus one chunk. ``dist_fn(q_index [B]) -> [B, Ng]`` replaces
     the feature distances (e.g. re-ranked ones, see :func:`reid.evaluation.re_rank_features`).
-    Results are identical to ``evaluate_rank(compute_distance(qf, gf, metric), ...)``.
+    Results are identical to ``evaluate_rank(compute_distance(qf, gf, metric), ...)``. NaN or
+    infinite features or distances (``stage`` names what ``dist_fn`` gives) raise a
+    :class:`~reid.evaluation.finite.NonFiniteError` naming ``where`` and the stage.
     """
     rules = _check(protocol, ap_mode)
     qf = torch.as_tensor(qf)
+    check_finite(qf, _named(where, "query features"), "features", rows="query rows")
+    check_finite(torch.as_tensor(gf), _named(where, "gallery features"), "features", rows="gallery rows")
     dev = torch.device(device) if device is not None else qf.device
     nq = len(qf)
     prepared = PreparedGallery(torch.as_tensor(gf).to(dev), metric) if dist_fn is None else None
@@ -374,6 +417,8 @@ def evaluate_features(
             d = prepared(qf[s:s + chunk_size])
         else:
             d = torch.as_tensor(dist_fn(torch.arange(s, min(s + chunk_size, nq)))).to(dev)
+        check_finite(d, _named(where, stage if dist_fn is not None else "distances"),
+                     stage if dist_fn is not None else "distances", rows="query rows", offset=s, total=nq)
         parts.append(query_stats(d, qp[s:s + chunk_size], qc[s:s + chunk_size], index, rules.cross_camera, backend))
         if draws is not None:
             cmc_parts.append(draws.cmc(d, qp[s:s + chunk_size], qc[s:s + chunk_size], max_rank))

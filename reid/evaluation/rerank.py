@@ -50,14 +50,34 @@ def _square32(x: torch.Tensor) -> torch.Tensor:
     return (x * x).float() if x.dtype == torch.float64 else (x.float() * x.float())
 
 
+def _smallest(o: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices [R, k] of the ``k`` smallest entries of each row of o [R, N], by (value, index):
+    among equal values the lower indices, as the reference's stable argsort and the numba
+    search (``torch.topk`` picks and orders ties arbitrarily)."""
+    more = int(k < o.shape[1])  # one more value tells whether the k-th is tied with one left out
+    vals, idx = torch.topk(o, k + more, dim=1, largest=False, sorted=True)
+    kth, idx = vals[:, k - 1:k], idx[:, :k]
+    # rows where it is: choose the tied entries by index
+    rows = torch.nonzero(vals[:, k] == kth[:, 0])[:, 0] if more else idx[:0, 0]
+    if len(rows):
+        r, t = o[rows], kth[rows]
+        below = r < t
+        eq = r == t
+        take = below | (eq & (torch.cumsum(eq, 1) <= k - below.sum(1, keepdim=True)))
+        idx[rows] = torch.nonzero(take)[:, 1].view(len(rows), k)
+    # order the picked by (value, index): ascending indices, then a stable sort by value
+    idx = torch.sort(idx, dim=1).values
+    return torch.gather(idx, 1, torch.sort(torch.gather(o, 1, idx), dim=1, stable=True).indices)
+
+
 def _neighbours(row_fn: RowFn, n: int, k: int, chunk: int) -> torch.Tensor:
     """Sorted ``k`` nearest indices [N, k] of every row of O (row_fn(a, b) -> O[a:b] float32
-    [b-a, N]; it also records each row's normaliser for later gathers)."""
+    [b-a, N]; it also records each row's normaliser for later gathers); ties by index."""
     k = min(k, n)
     nbr = torch.empty(n, k, dtype=torch.int64)
     for a in range(0, n, chunk):
         o = row_fn(a, min(a + chunk, n))
-        nbr[a:a + len(o)] = torch.topk(o, k, dim=1, largest=False, sorted=True).indices.cpu()
+        nbr[a:a + len(o)] = _smallest(o, k).cpu()
     return nbr
 
 

@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from reid.atomic_io import atomic_file
+
 FORMATS = ("onnx", "torchscript")
 #: ONNX opset of the TorchScript-based exporter (the torch.export-based one writes its default, 18+).
 OPSET = 17
@@ -142,9 +144,12 @@ def export_model(model: nn.Module, cfg: Any, path: str | os.PathLike, fmt: str, 
                          norm_parts=int(cfg.test.norm_parts))
     example = torch.randn(batch, 3, *(int(v) for v in cfg.input.size), generator=torch.Generator().manual_seed(0))
     meta = export_metadata(cfg, normalize, checkpoint)
-    if fmt == "onnx":
-        return export_onnx(graph, example, path, meta, dynamo=dynamo)
-    return export_torchscript(graph, example, path, meta)
+    with atomic_file(path) as tmp:  # a failed export leaves a previous file at path as it was
+        if fmt == "onnx":
+            export_onnx(graph, example, tmp, meta, dynamo=dynamo)
+        else:
+            export_torchscript(graph, example, tmp, meta)
+    return Path(path)
 
 
 def run_exported(path: str | os.PathLike, fmt: str, images: torch.Tensor) -> torch.Tensor | None:

@@ -12,6 +12,7 @@ from PIL import Image
 
 from reid.data import to_input
 from reid.evaluation import extract_features
+from reid.evaluation.finite import check_finite
 from reid.registry import UserError
 
 from .images import read_image, resize_uint8
@@ -38,6 +39,7 @@ class FeatureExtractor:
     def __init__(self, checkpoint: str | os.PathLike, device: str | torch.device | None = "cpu", batch_size: int = 64,
                  normalize: bool = True, flip: bool | None = None, config: str | os.PathLike | None = None,
                  overrides: Iterable[str] = (), progress: bool = False):
+        self.checkpoint = str(checkpoint)
         self.model, self.cfg = load_model(checkpoint, device, config=config, overrides=overrides)
         self.device = next(self.model.parameters()).device
         self.batch_size, self.normalize, self.progress = int(batch_size), bool(normalize), bool(progress)
@@ -88,9 +90,11 @@ class FeatureExtractor:
             preprocess = lambda x: x  # noqa: E731 - already network input
         else:
             preprocess = lambda x: to_input(x, self.cfg)  # noqa: E731
-        return extract_features(self.model, batch, preprocess, batch_size=self.batch_size, flip=self.flip,
-                                normalize=self.normalize, norm_parts=int(self.cfg.test.norm_parts),
-                                device=self.device, progress=self.progress)
+        feats = extract_features(self.model, batch, preprocess, batch_size=self.batch_size, flip=self.flip,
+                                 normalize=self.normalize, norm_parts=int(self.cfg.test.norm_parts),
+                                 device=self.device, progress=self.progress)
+        check_finite(feats, f"{self.checkpoint}: features", "features", rows="images")
+        return feats
 
     def __call__(self, images: Any) -> torch.Tensor:
         feats = self.features(self.prepare(images))

@@ -3,6 +3,7 @@
 (int64) where known."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -11,7 +12,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from reid.atomic_io import atomic_write
+from reid.atomic_io import atomic_write, os_errors
 from reid.registry import UserError
 
 from .extractor import FeatureExtractor
@@ -48,16 +49,18 @@ def extract_files(extractor: FeatureExtractor, paths: Sequence[str], chunk: int 
 
 
 def save_features(path: str | os.PathLike, features: Any, paths: Sequence[str], pids: Any = None,
-                  camids: Any = None) -> Path:
-    """Write a features ``.npz`` atomically (``pids`` / ``camids`` only when given)."""
+                  camids: Any = None, contract: dict | None = None) -> Path:
+    """Write a features ``.npz`` atomically (``pids`` / ``camids`` only when given; ``contract``,
+    the model's :func:`reid.inference.loading.feature_contract`, as a JSON string)."""
     data: dict[str, np.ndarray] = {"features": np.asarray(features, dtype=np.float32),
                                    "paths": np.asarray([str(p) for p in paths], dtype=str)}
     if pids is not None:
         data["pids"] = np.asarray(pids, dtype=np.int64)
     if camids is not None:
         data["camids"] = np.asarray(camids, dtype=np.int64)
+    if contract is not None:
+        data["contract"] = np.asarray(json.dumps(contract))
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda f: np.savez(f, **data))
     return path
 
@@ -67,7 +70,7 @@ def load_features(path: str | os.PathLike) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise FeatureFileError(f"{path}: features file not found")
-    with np.load(path, allow_pickle=False) as f:
+    with os_errors(path, "cannot read the features file"), np.load(path, allow_pickle=False) as f:
         data = {k: f[k] for k in f.files}
     missing = [k for k in ("features", "paths") if k not in data]
     if missing:

@@ -8,6 +8,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
+from reid.atomic_io import atomic_file
+
 from .images import read_image
 
 GREY, BLUE, WHITE, BLACK = (150, 150, 150), (60, 110, 200), (255, 255, 255), (0, 0, 0)
@@ -17,7 +19,7 @@ def _cell(path: str, size: Sequence[int], colour: tuple[int, int, int], border: 
     h, w = int(size[0]), int(size[1])
     try:
         img = Image.fromarray(read_image(path, size))
-    except (OSError, ValueError, SyntaxError):  # e.g. a .npz gallery whose files have moved
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):  # e.g. moved or huge files
         img = Image.new("RGB", (w, h), (220, 220, 220))
         ImageDraw.Draw(img).line([(0, 0), (w, h)], fill=GREY)
     canvas = Image.new("RGB", (w + 2 * border, h + 2 * border), colour)
@@ -45,6 +47,6 @@ def search_figure(path: str | os.PathLike, queries: Sequence[str], gallery_paths
             grid.paste(_cell(gallery_paths[int(indices[r, j])], size, BLUE, border), (x, y))
             draw.text((x + 1, y + h + 2 * border), f"{j + 1}:{distances[r, j]:.2f}", fill=BLACK)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    grid.save(path)
+    with atomic_file(path) as tmp:  # PNG/JPEG/... by the extension of path
+        grid.save(tmp, format=Image.registered_extensions().get(path.suffix.lower(), "PNG"))
     return path

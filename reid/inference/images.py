@@ -9,6 +9,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 from PIL import Image
 
+from reid.atomic_io import os_errors
 from reid.data.store import INTERPOLATIONS, resized_uint8
 
 #: File endings read as images (case-insensitive); anything PIL decodes in practice.
@@ -20,7 +21,9 @@ def list_images(folder: str | os.PathLike) -> list[str]:
     root = Path(folder)
     if not root.is_dir():
         raise FileNotFoundError(f"{folder}: not a folder")
-    return sorted(str(p) for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    with os_errors(root, "cannot read the folder"):
+        os.listdir(root)  # an unreadable folder is an error, not an empty one
+        return sorted(str(p) for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
 
 
 def resize_uint8(image: Image.Image | np.ndarray, size: Sequence[int], interpolation: str = "bilinear") -> np.ndarray:

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reid.checks import Count, Prob
 from reid.losses.base import full_precision, pids_of
 from reid.registry import LOSSES, ConfigError
 
@@ -39,7 +40,7 @@ class AttentionRegLoss(nn.Module):
     first element when a list) on the first call, else from the largest pid (growing as needed).
     """
 
-    def __init__(self, num_classes: int = 0, alpha: float = 0.05, input: str = "parts",  # noqa: A002
+    def __init__(self, num_classes: Count = 0, alpha: Prob = 0.05, input: str = "parts",  # noqa: A002
                  update: CentreUpdate = "mean", logits: str = "logits"):
         super().__init__()
         if update not in UPDATES:

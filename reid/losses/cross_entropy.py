@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from reid.checks import Rate
 from reid.losses.base import OutputLoss, Reduce, full_precision, pids_of
 from reid.registry import LOSSES
 
@@ -20,7 +21,7 @@ def smoothed_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, epsilon:
 class CrossEntropyLoss(OutputLoss):
     """Label-smoothed CE on output ``input`` ([B, N] or a list of them), targets ``batch["pids"]``."""
 
-    def __init__(self, epsilon: float = 0.1, input: str = "logits", reduce: Reduce = "sum"):  # noqa: A002
+    def __init__(self, epsilon: Rate = 0.1, input: str = "logits", reduce: Reduce = "sum"):  # noqa: A002
         super().__init__(input, reduce)
         if not 0.0 <= epsilon < 1.0:
             raise ValueError(f"epsilon must be in [0, 1), got {epsilon}")

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reid.checks import Labels, Positive
 from reid.losses.base import full_precision
 from reid.registry import LOSSES
 
@@ -72,9 +73,9 @@ class MaskGuidanceLoss(nn.Module):
     """
 
     def __init__(self, input: str = "attention_maps", masks: str = "masks",  # noqa: A002
-                 valid: str = "mask_valid", upper_labels: list = LIP_UPPER,  # noqa: B006
-                 lower_labels: list = LIP_LOWER, require_masks: bool = True,  # noqa: B006
-                 empty_is_missing: bool = True, eps: float = 1e-12):
+                 valid: str = "mask_valid", upper_labels: Labels = LIP_UPPER,  # noqa: B006
+                 lower_labels: Labels = LIP_LOWER, require_masks: bool = True,  # noqa: B006
+                 empty_is_missing: bool = True, eps: Positive = 1e-12):
         super().__init__()
         self.input, self.masks, self.valid = input, masks, valid
         self.upper, self.lower = list(upper_labels), list(lower_labels)

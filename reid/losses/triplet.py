@@ -6,6 +6,7 @@ from typing import Literal, get_args
 import torch
 import torch.nn.functional as F
 
+from reid.checks import NonNegative
 from reid.losses.base import OutputLoss, Reduce, full_precision, pids_of
 from reid.registry import LOSSES, ConfigError
 
@@ -56,7 +57,10 @@ class TripletLoss(OutputLoss):
     replaces the hinge by softplus (``margin`` then unused).
     """
 
-    def __init__(self, margin: float = 0.3, soft_margin: bool = False, metric: TripletMetric = "euclidean",
+    #: compares images of a batch: the config needs sampler.num_ids >= 2 and num_instances >= 2
+    pairwise = True
+
+    def __init__(self, margin: NonNegative = 0.3, soft_margin: bool = False, metric: TripletMetric = "euclidean",
                  input: str = "features", reduce: Reduce = "sum", normalize: bool = False):  # noqa: A002
         super().__init__(input, reduce)
         if metric not in METRICS:

@@ -25,6 +25,7 @@ from typing import Literal, get_args
 import torch
 from torch import nn
 
+from reid.checks import Dim, Fraction
 from reid.models.backbones.resnet import Bottleneck
 from reid.models.build import backbone_groups, build_backbone
 from reid.models.heads import BNNeckHead, IdentityHead, init_kaiming, init_scheme
@@ -48,8 +49,8 @@ class BDBNet(nn.Module):
 
     def __init__(self, num_classes: int,
                  backbone: dict = {"name": "resnet50", "last_stride": 1},  # noqa: B006
-                 height_ratio: float = 0.33, width_ratio: float = 1.0, global_dim: int = 512,
-                 drop_dim: int = 1024, neck: BdbNeck = "none", neck_feat: NeckFeat = "after", init: str = "bdb"):
+                 height_ratio: Fraction = 0.33, width_ratio: Fraction = 1.0, global_dim: Dim = 512,
+                 drop_dim: Dim = 1024, neck: BdbNeck = "none", neck_feat: NeckFeat = "after", init: str = "bdb"):
         super().__init__()
         if neck not in NECKS:
             raise ConfigError(f"model.neck: unknown choice '{neck}'{suggestion(str(neck), NECKS)}")

@@ -34,6 +34,7 @@ from typing import Literal, get_args
 import torch
 from torch import nn
 
+from reid.checks import Dim, Prob
 from reid.models.build import backbone_groups, build_backbone
 from reid.models.heads import InitScheme, StripePool, avg_max, init_classifier, init_kaiming, init_scheme
 from reid.models.layers import LAS, BADropBlock
@@ -89,8 +90,8 @@ class LAGNet(nn.Module):
 
     def __init__(self, num_classes: int,
                  backbone: dict = {"name": "resnet50", "last_stride": 1},  # noqa: B006
-                 las_pooling: LasPooling = "add", num_parts: int = 24, drop_threshold: float = 0.5,
-                 use_drop: bool = True, embed_dim: int = 512, triplet_dim: int = 256, stripes: int = 3,
+                 las_pooling: LasPooling = "add", num_parts: Dim = 24, drop_threshold: Prob = 0.5,
+                 use_drop: bool = True, embed_dim: Dim = 512, triplet_dim: Dim = 256, stripes: Dim = 3,
                  part_triplet: PartTriplet = "head", stripes_from: StripeSource = "map", init: str = "lagnet",
                  same_init: bool = False):
         super().__init__()

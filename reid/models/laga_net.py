@@ -3,6 +3,7 @@ multi-branch builder (:mod:`reid.models.multibranch`). Not LAG-Net (local attent
 which is :mod:`reid.models.lag_net`."""
 from __future__ import annotations
 
+from reid.checks import Dim, Rate, Size
 from reid.models.heads.heads import TripletInput
 from reid.models.multibranch import MultiBranchNet
 from reid.registry import MODELS
@@ -33,8 +34,8 @@ def laganet(num_classes: int,
             backbone: dict = {"name": "resnet50", "last_stride": 1},  # noqa: B006
             use_cam: bool = True, use_sam: bool = True, use_local: bool = True,
             cam_variant: str = "softmax", position: str = "relative", share_layer4: bool = False,
-            stripes: int = 3, embedding_dim: int = 1024, dropout: float = 0.5, pooling: str = "avg",
-            input_size: list | None = None, triplet_input: TripletInput = "embedding") -> MultiBranchNet:
+            stripes: Dim = 3, embedding_dim: Dim = 1024, dropout: Rate = 0.5, pooling: str = "avg",
+            input_size: Size = None, triplet_input: TripletInput = "embedding") -> MultiBranchNet:
     """LAGA-Net (models.md): ResNet trunk to layer3, four branches each with its own layer4 (last
     stride 1): spatial S3 -> layer4 -> S4 -> GAP, channel C3 -> layer4 -> C4 -> GAP, global
     layer4 -> GAP, local layer4 -> ``stripes`` stripes; a reduction head (Linear -> BN ->

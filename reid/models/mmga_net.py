@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from reid.checks import Dim
 from reid.models.build import backbone_groups, build_backbone
 from reid.models.heads import BNNeckHead
 from reid.models.heads.heads import NeckFeat
@@ -33,7 +34,7 @@ class MMGANet(nn.Module):
 
     def __init__(self, num_classes: int,
                  backbone: dict = {"name": "resnet50", "last_stride": 1},  # noqa: B006
-                 reduction: int = 16, se_reduction: int = 16, neck_feat: NeckFeat = "after"):
+                 reduction: Dim = 16, se_reduction: Dim = 16, neck_feat: NeckFeat = "after"):
         super().__init__()
         self.backbone = build_backbone(backbone)
         c2, c3, c4 = (int(c) for c in self.backbone.stage_channels[1:4])

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from torch import nn
 
+from reid.checks import Count, Dim, Range, Rate, Size, declared_check, keyword_error
 from reid.models.backbones.base import ShapeSpec, parse_trunk
 from reid.models.build import backbone_groups, build_backbone
 from reid.models.heads import HeadOutput, StripePool, init_scheme
@@ -78,15 +79,15 @@ class BranchSpec:
     """
 
     name: str = ""
-    stride: int | None = None
+    stride: Annotated[int | None, Range(1, 2)] = None
     before: list = dataclasses.field(default_factory=list)
     after: list = dataclasses.field(default_factory=list)
     pooling: Any = "avg"
     global_feature: bool = True
-    stripes: int = 0
+    stripes: Count = 0
     head: Any = "reduction"
-    head_dim: int = 1024
-    dropout: float = 0.5
+    head_dim: Dim = 1024
+    dropout: Rate = 0.5
     neck_feat: str = "after"
     triplet: bool = True
     stripe_triplet: bool = True
@@ -138,6 +139,10 @@ class BranchSpec:
                 ok, kind = isinstance(value, str), "a string"
             if not ok:
                 raise ConfigError(f"{where}: key '{key}' expects {kind}, got {value!r}")
+            message = None if value is None else keyword_error(key, value, declared_check(fields[key].type,
+                                                                                          globals())[1], default)
+            if message:
+                raise ConfigError(f"{where}: {message}")
         out = cls(**{k: copy.deepcopy(v) for k, v in spec.items()})
         out.name = out.name or f"branch{index}"
         component(out.pooling, POOLINGS, f"{where}.pooling")
@@ -161,6 +166,7 @@ class BranchSpec:
                                   f"({', '.join(LAYERS.names())}), got {attn!r}")
             if attn["name"] not in LAYERS:
                 raise ConfigError(f"{where}: unknown layer '{attn['name']}'{suggestion(attn['name'], LAYERS.names())}")
+            LAYERS.check_kwargs(attn["name"], {k: v for k, v in attn.items() if k != "name"}, where)
         return out
 
 
@@ -245,11 +251,21 @@ class MultiBranchNet(nn.Module):
     ``same_init``: every head's ``reduction`` (conv_reduction heads) starts as a copy of the first
     one, as MGN-pytorch's one reduction deep-copied eight times; False: each drawn on its own."""
 
+    @staticmethod
+    def check_keywords(kwargs: dict[str, Any]) -> None:
+        """Load-time check of the keywords (reid.config calls it): the trunk and every branch
+        (:meth:`BranchSpec.parse`, its components' declared ranges included)."""
+        parse_trunk(kwargs["trunk"])
+        if not isinstance(kwargs["branches"], list) or not kwargs["branches"]:
+            raise ConfigError(f"model.branches must be a non-empty list of branch mappings, got {kwargs['branches']!r}")
+        for i, spec in enumerate(kwargs["branches"]):
+            BranchSpec.parse(spec, i)
+
     def __init__(self, num_classes: int,
                  backbone: dict = {"name": "resnet50", "last_stride": 1},  # noqa: B006
                  trunk: str = "layer3",
                  branches: list = [{"name": "global"}],  # noqa: B006
-                 share_layer4: bool = False, input_size: list | None = None, init: str = "default",
+                 share_layer4: bool = False, input_size: Size = None, init: str = "default",
                  same_init: bool = False):
         super().__init__()
         init_scheme(init, "model.init")

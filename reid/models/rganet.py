@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from reid.checks import Dim, Size
 from reid.models.build import backbone_groups, build_backbone
 from reid.models.heads import BNNeckHead
 from reid.models.heads.heads import NeckFeat
@@ -36,9 +37,9 @@ class RGANet(nn.Module):
 
     def __init__(self, num_classes: int,
                  backbone: dict = {"name": "resnet50", "last_stride": 1},  # noqa: B006
-                 input_size: list | None = None,
-                 use_spatial: bool = True, use_channel: bool = True, channel_ratio: int = 8,
-                 spatial_ratio: int = 8, down_ratio: int = 8,
+                 input_size: Size = None,
+                 use_spatial: bool = True, use_channel: bool = True, channel_ratio: Dim = 8,
+                 spatial_ratio: Dim = 8, down_ratio: Dim = 8,
                  rga_stages: list = ["layer1", "layer2", "layer3", "layer4"],  # noqa: B006
                  neck_feat: NeckFeat = "after", checkpoint_attention: bool = False):
         super().__init__()

@@ -62,7 +62,7 @@ class ImageWriter:
         self._made: set[Path] = set()
         self._cams = None
         if mode == "render" and kind == "person":
-            from reid.testing.persons import make_cameras
+            from reid.data.persons import make_cameras
 
             self._cams = make_cameras(cameras, rng)
 
@@ -71,7 +71,7 @@ class ImageWriter:
             if self.mode == "flat":
                 self._ids[key] = self.rng.integers(0, 256, 3).astype(np.uint8)
             elif self.kind == "person":
-                from reid.testing.persons import make_identity
+                from reid.data.persons import make_identity
 
                 self._ids[key] = make_identity(self.rng)
             else:
@@ -83,7 +83,7 @@ class ImageWriter:
         if self.mode == "flat":
             return np.broadcast_to(ident, (*self.size, 3)).copy()
         if self.kind == "person":
-            from reid.testing.persons import render_person
+            from reid.data.persons import render_person
 
             return render_person(ident, self.rng, camid, self.size, self._cams)[0]
         return render_hand(ident, self.rng, self.size)

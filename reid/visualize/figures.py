@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from reid.atomic_io import atomic_file
 from reid.registry import UserError
 
 INSTALL_HINT = "pip install 'reid[plot]'"
@@ -104,16 +105,20 @@ def attention_figure(images: np.ndarray, columns: list[Any], path: str | Path, t
 
 
 def _save(fig, plt, path: str | Path, **kwargs) -> Path:
+    """Write ``fig`` to ``path`` atomically (format by extension; PNG: palette-quantised)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, **kwargs)
-    plt.close(fig)
-    if path.suffix.lower() == ".png":  # 256-colour palette: a third of the size, same pixels count
-        from PIL import Image
+    fmt = path.suffix.lower().lstrip(".") or "png"
+    try:
+        with atomic_file(path) as tmp:
+            fig.savefig(tmp, dpi=DPI, format=fmt, **kwargs)
+            if fmt == "png":  # 256-colour palette: a third of the size, same pixels count
+                from PIL import Image
 
-        with Image.open(path) as im:
-            small = im.convert("RGB").quantize(256)
-        small.save(path, optimize=True)
+                with Image.open(tmp) as im:
+                    small = im.convert("RGB").quantize(256)
+                small.save(tmp, format="PNG", optimize=True)
+    finally:
+        plt.close(fig)
     return path
 
 

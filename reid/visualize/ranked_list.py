@@ -2,9 +2,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from reid.atomic_io import atomic_file
+
+if TYPE_CHECKING:
+    from reid.engine.evaluator import Evaluator
 
 GREEN, RED, GREY, WHITE = (40, 170, 60), (210, 40, 40), (150, 150, 150), (255, 255, 255)
 
@@ -58,6 +64,28 @@ def ranked_list_grid(
 def save_ranked_lists(path: str | Path, *args, **kwargs) -> Path:
     """:func:`ranked_list_grid` saved as an image file (PNG/JPEG by extension)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ranked_list_grid(*args, **kwargs).save(path)
+    grid = ranked_list_grid(*args, **kwargs)
+    with atomic_file(path) as tmp:
+        grid.save(tmp, format=Image.registered_extensions().get(path.suffix.lower(), "PNG"))
+    return path
+
+
+def ranked_list_figure(evaluator: Evaluator, path: str, num_queries: int = 20, topk: int = 10) -> str:
+    """Save the first draw's ranked lists of ``num_queries`` evenly spaced queries of ``evaluator``
+    (after its ``evaluate()``: its features are reused) as an image; returns ``path``."""
+    feats = evaluator.last_features
+    if feats is None:
+        raise RuntimeError("call evaluate() first")
+    query, gallery = evaluator.draws[0]
+    pick = np.linspace(0, len(query) - 1, num=min(num_queries, len(query))).astype(int)
+    qi = [evaluator.index[query[i]] for i in pick]
+    gi = [evaluator.index[s] for s in gallery]
+    dist = evaluator.distances(feats[qi].to(evaluator.device), feats[gi].to(evaluator.device))
+    images = evaluator.images
+    save_ranked_lists(
+        path, images[qi], images[gi], dist.cpu().numpy(),
+        np.array([query[i].pid for i in pick]), np.array([s.pid for s in gallery]),
+        np.array([query[i].camid for i in pick]), np.array([s.camid for s in gallery]),
+        topk=topk, ignore_same_camera=evaluator.protocol.cross_camera,
+    )
     return path

@@ -104,5 +104,5 @@ class ReidDataset:
 def require_dir(path: Path, what: str, hint: str) -> Path:
     """Return ``path`` if it is a folder, else raise a DatasetError naming the expected layout."""
     if not path.is_dir():
-        raise DatasetError(f"{what}: folder not found: {path}\n{hint}")
+        raise DatasetError(f"{what}: folder not found: {path}; {hint}")
     return path

@@ -20,6 +20,7 @@ from typing import Literal, get_args
 
 import numpy as np
 
+from reid.checks import Count
 from reid.registry import DATASETS, suggestion
 
 from .base import DatasetError, ReidDataset, Sample, relabel
@@ -29,9 +30,9 @@ from .market import read_market_layout
 NP_DIR = "cuhk03-np"
 RELEASE_DIR = "cuhk03_release"
 MAT_NAME = "cuhk-03.mat"
-NP_PATTERN = re.compile(r"(?P<pid>-?\d+)_c(?P<cam>\d+)(?:_\w+)?")
+NP_PATTERN = re.compile(r"(?P<pid>-?\d{1,8})_c(?P<cam>\d{1,3})(?:_\w+)?", re.ASCII)
 NP_FORMAT = "PPPP_cC_N.png (e.g. 0001_c1_1.png)"
-MAT_NAME_RE = re.compile(r"^(?P<pair>\d)_(?P<pid>\d{3})_(?P<view>\d)_(?P<n>\d{2})\.png$")
+MAT_NAME_RE = re.compile(r"^(?P<pair>\d)_(?P<pid>\d{3})_(?P<view>\d)_(?P<n>\d{2})\.png$", re.ASCII)
 DONE = ".extracted"
 Source = Literal["auto", "np", "mat"]
 SOURCES = get_args(Source)
@@ -62,11 +63,11 @@ def image_name(pair: int, pid: int, view: int, n: int) -> str:
 def _base(root: str) -> Path:
     root_path = Path(root).expanduser()
     if not root_path.is_dir():
-        raise DatasetError(f"CUHK03: data root not found: {root_path}\n{HINT}")
+        raise DatasetError(f"CUHK03: data root not found: {root_path}; {HINT}")
     for cand in (root_path / "cuhk03", root_path):
         if (cand / NP_DIR).is_dir() or (cand / RELEASE_DIR).is_dir():
             return cand
-    raise DatasetError(f"CUHK03: neither {NP_DIR}/ nor {RELEASE_DIR}/ found under {root_path}\n{HINT}")
+    raise DatasetError(f"CUHK03: neither {NP_DIR}/ nor {RELEASE_DIR}/ found under {root_path}; {HINT}")
 
 
 def extract_images(mat_path: Path, kind: str, out: Path) -> Path:
@@ -178,8 +179,8 @@ def load_cuhk03(kind: str, root: str, source: str, classic: bool, split_id: int)
         if classic:
             raise DatasetError(f"{name}: the classic protocol needs {RELEASE_DIR}/{MAT_NAME} (source: mat)")
         if not np_dir.is_dir():
-            raise DatasetError(f"{name}: folder not found: {np_dir}\n{HINT}")
-        return read_market_layout(np_dir, name, HINT, NP_PATTERN, NP_FORMAT)
+            raise DatasetError(f"{name}: folder not found: {np_dir}; {HINT}")
+        return read_market_layout(np_dir, name, HINT, NP_PATTERN, NP_FORMAT, cameras=2)
     mat_path = require_file(base / RELEASE_DIR / MAT_NAME, name, HINT)
     if classic:
         images = extract_images(mat_path, kind, base / RELEASE_DIR / f"images_{kind}")
@@ -187,7 +188,7 @@ def load_cuhk03(kind: str, root: str, source: str, classic: bool, split_id: int)
     cands = [base / protocol_name(kind), base / RELEASE_DIR / protocol_name(kind)]
     config = next((c for c in cands if c.is_file()), None)
     if config is None:
-        raise DatasetError(f"{name}: protocol file not found (tried {', '.join(map(str, cands))})\n{HINT}")
+        raise DatasetError(f"{name}: protocol file not found (tried {', '.join(map(str, cands))}); {HINT}")
     require_optional("scipy.io")
     images = extract_images(mat_path, kind, base / RELEASE_DIR / f"images_{kind}")
     return read_new_protocol(config, images, name, kind)
@@ -195,13 +196,13 @@ def load_cuhk03(kind: str, root: str, source: str, classic: bool, split_id: int)
 
 @DATASETS.register("cuhk03_labeled")
 def cuhk03_labeled(root: str = "datasets", source: Source = "auto", classic: bool = False,
-                   split_id: int = 0) -> ReidDataset:
+                   split_id: Count = 0) -> ReidDataset:
     """CUHK03 labeled boxes; ``source``: ``auto`` (CUHK03-NP if present), ``np`` or ``mat``."""
     return load_cuhk03("labeled", root, source, classic, split_id)
 
 
 @DATASETS.register("cuhk03_detected")
 def cuhk03_detected(root: str = "datasets", source: Source = "auto", classic: bool = False,
-                    split_id: int = 0) -> ReidDataset:
+                    split_id: Count = 0) -> ReidDataset:
     """CUHK03 detected boxes; ``source``: ``auto`` (CUHK03-NP if present), ``np`` or ``mat``."""
     return load_cuhk03("detected", root, source, classic, split_id)

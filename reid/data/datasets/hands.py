@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from reid.checks import Dim, Seed
 from reid.data.protocols import HANDS
 from reid.registry import DATASETS
 
@@ -50,10 +51,10 @@ def read_hand_info(folder: Path) -> dict[str, list[Sample]]:
     """Samples per aspect from ``HandInfo.csv`` (accessories dropped), camera 0, original ids."""
     csv_path = folder / "HandInfo.csv"
     if not csv_path.is_file():
-        raise DatasetError(f"11k Hands: file not found: {csv_path}\n{HINT}")
+        raise DatasetError(f"11k Hands: file not found: {csv_path}; {HINT}")
     images = folder / "Hands"
     if not images.is_dir():
-        raise DatasetError(f"11k Hands: folder not found: {images}\n{HINT}")
+        raise DatasetError(f"11k Hands: folder not found: {images}; {HINT}")
     index = FileIndex()
     out: dict[str, list[Sample]] = {a: [] for a in ASPECTS}
     with open(csv_path, newline="", encoding="utf-8-sig") as f:
@@ -137,24 +138,24 @@ def _load_11k(aspect: str, root: str, seed: int, num_draws: int) -> ReidDataset:
 
 
 @DATASETS.register("hands11k_dorsal_right")
-def hands11k_dorsal_right(root: str = "datasets", seed: int = 0, num_draws: int = HANDS.draws) -> ReidDataset:
+def hands11k_dorsal_right(root: str = "datasets", seed: Seed = 0, num_draws: Dim = HANDS.draws) -> ReidDataset:
     """11k Hands dorsal right (D-r): 72 / 962 train, 971 query, 290 gallery."""
     return _load_11k("dorsal right", root, seed, num_draws)
 
 
 @DATASETS.register("hands11k_dorsal_left")
-def hands11k_dorsal_left(root: str = "datasets", seed: int = 0, num_draws: int = HANDS.draws) -> ReidDataset:
+def hands11k_dorsal_left(root: str = "datasets", seed: Seed = 0, num_draws: Dim = HANDS.draws) -> ReidDataset:
     """11k Hands dorsal left (D-l): 73 / 808 train, 988 query, 290 gallery."""
     return _load_11k("dorsal left", root, seed, num_draws)
 
 
 @DATASETS.register("hands11k_palmar_right")
-def hands11k_palmar_right(root: str = "datasets", seed: int = 0, num_draws: int = HANDS.draws) -> ReidDataset:
+def hands11k_palmar_right(root: str = "datasets", seed: Seed = 0, num_draws: Dim = HANDS.draws) -> ReidDataset:
     """11k Hands palmar right (P-r): 72 / 977 train, 917 query, 290 gallery."""
     return _load_11k("palmar right", root, seed, num_draws)
 
 
 @DATASETS.register("hands11k_palmar_left")
-def hands11k_palmar_left(root: str = "datasets", seed: int = 0, num_draws: int = HANDS.draws) -> ReidDataset:
+def hands11k_palmar_left(root: str = "datasets", seed: Seed = 0, num_draws: Dim = HANDS.draws) -> ReidDataset:
     """11k Hands palmar left (P-l): 76 / 1,004 train, 948 query, 290 gallery."""
     return _load_11k("palmar left", root, seed, num_draws)

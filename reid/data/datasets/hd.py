@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from reid.checks import Dim, Seed
 from reid.data.protocols import HANDS
 from reid.registry import DATASETS
 
@@ -18,7 +19,7 @@ from .base import DatasetError, ReidDataset, Sample, relabel
 from .common import GALLERY_CAM, ID_OFFSET, QUERY_CAM, find_dir, group_by_pid, hold_out, list_images, pick_one_per_id
 from .common import with_cam as _with_cam
 
-NAME_RE = re.compile(r"^(?P<pid>\d+)_(?P<n>\d+)\.\w+$")
+NAME_RE = re.compile(r"^(?P<pid>\d{1,8})_(?P<n>\d+)\.\w+$", re.ASCII)
 MAIN, EXTRA = "1-501", "502-712"
 #: Published split sizes (ids, images, cameras); train includes validation images. See docs/datasets.md.
 PUBLISHED = {"hd": {"train": (251, 2407, 1), "query": (251, 1992, 1), "gallery": (464, 1593, 1)}}
@@ -32,7 +33,7 @@ HINT = (
 def read_hd_folder(folder: Path) -> list[Sample]:
     """Camera-0 samples of one HD folder, ids from ``<id>_<n>.jpg``."""
     if not folder.is_dir():
-        raise DatasetError(f"HD: folder not found: {folder}\n{HINT}")
+        raise DatasetError(f"HD: folder not found: {folder}; {HINT}")
     samples = []
     for name in list_images(folder):
         m = NAME_RE.match(name)
@@ -40,12 +41,12 @@ def read_hd_folder(folder: Path) -> list[Sample]:
             raise DatasetError(f"HD: {folder / name}: expected a name <id>_<n>.jpg")
         samples.append(Sample(str(folder / name), int(m.group("pid")), QUERY_CAM))
     if not samples:
-        raise DatasetError(f"HD: no images in {folder}\n{HINT}")
+        raise DatasetError(f"HD: no images in {folder}; {HINT}")
     return sorted(samples, key=lambda s: (s.pid, s.path))
 
 
 @DATASETS.register("hd")
-def hd(root: str = "datasets", seed: int = 0, num_draws: int = HANDS.draws) -> ReidDataset:
+def hd(root: str = "datasets", seed: Seed = 0, num_draws: Dim = HANDS.draws) -> ReidDataset:
     """HD: 251 / 2,407 train, 1,992 query, 1,593 gallery (464 ids) on the real data."""
     base = find_dir(root, ("HD/Original Images", "HD", ""), "HD", HINT)
     if not (base / MAIN).is_dir() and (base / "Original Images").is_dir():

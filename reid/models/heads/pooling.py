@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reid.checks import Positive
 from reid.registry import POOLINGS, ConfigError, suggestion
 
 GLOBAL_MODES = ("avg", "max", "avgmax", "gem")
@@ -87,7 +88,7 @@ def avgmax_pooling() -> GlobalPool:
 
 
 @POOLINGS.register("gem")
-def gem_pooling(p: float = 3.0) -> GlobalPool:
+def gem_pooling(p: Positive = 3.0) -> GlobalPool:
     """Generalised mean pooling with exponent ``p``."""
     return GlobalPool("gem", p)
 

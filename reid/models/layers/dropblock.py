@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reid.checks import Fraction, Positive, Prob
 from reid.models.layers.common import check_feature_map
 from reid.registry import LAYERS
 
@@ -27,7 +28,7 @@ class BADropBlock(nn.Module):
     Maps of another size are resized bilinearly (align_corners=True) to H x W before masking.
     """
 
-    def __init__(self, channels: int, threshold: float = 0.5, eps: float = 1e-12):
+    def __init__(self, channels: int, threshold: Prob = 0.5, eps: Positive = 1e-12):
         super().__init__()
         self.channels, self.threshold, self.eps = channels, threshold, eps
 
@@ -68,7 +69,7 @@ class BADropBlock(nn.Module):
 class BatchDropBlock(nn.Module):
     """BDB, [B, C, H, W] -> [B, C, H, W]; forward(x, generator=None)."""
 
-    def __init__(self, channels: int, height_ratio: float = 1 / 3, width_ratio: float = 1.0):
+    def __init__(self, channels: int, height_ratio: Fraction = 1 / 3, width_ratio: Fraction = 1.0):
         super().__init__()
         if not (0.0 < height_ratio <= 1.0 and 0.0 < width_ratio <= 1.0):
             raise ValueError(f"BDB: ratios must be in (0, 1], got {height_ratio}, {width_ratio}")

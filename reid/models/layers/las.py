@@ -15,6 +15,7 @@ from typing import Literal, NamedTuple, get_args
 import torch
 from torch import nn
 
+from reid.checks import Dim, Positive
 from reid.models.layers.common import check_feature_map, conv_bn
 from reid.registry import LAYERS, ConfigError, suggestion
 
@@ -59,7 +60,7 @@ def attention_pool(features: torch.Tensor, maps: torch.Tensor, op: str) -> torch
 class LAS(nn.Module):
     """Local Attention System; forward(F [B, C, H, W]) -> LASOutput (see the module docstring)."""
 
-    def __init__(self, channels: int, num_parts: int = 24, pooling: LasPooling = "add", bn_eps: float = 1e-3):
+    def __init__(self, channels: int, num_parts: Dim = 24, pooling: LasPooling = "add", bn_eps: Positive = 1e-3):
         super().__init__()
         if pooling not in LAS_POOLINGS:
             raise ConfigError(f"LAS pooling: unknown choice '{pooling}'{suggestion(str(pooling), LAS_POOLINGS)}")

@@ -12,12 +12,13 @@ S (at source resolution) is returned for the mask loss (RMSE against the area-re
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Annotated, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reid.checks import Dim, Nullable, Range
 from reid.models.layers.common import check_feature_map, conv_bn
 from reid.registry import LAYERS
 
@@ -53,8 +54,8 @@ class MaskGuidedAttention(nn.Module):
     (whole body) or 3 (whole, upper, lower); ``reduction`` is s, ``se_reduction`` the SE r.
     """
 
-    def __init__(self, channels: int, target_channels: int | None = None, num_maps: int = 1,
-                 reduction: int = 16, se_reduction: int = 16):
+    def __init__(self, channels: int, target_channels: Annotated[int | None, Nullable(Range(1))] = None,
+                 num_maps: Dim = 1, reduction: Dim = 16, se_reduction: Dim = 16):
         super().__init__()
         self.channels = channels
         self.target_channels = target_channels or channels

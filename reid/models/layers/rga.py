@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from reid.checks import Dim
 from reid.models.layers.common import check_feature_map, conv_bn
 from reid.registry import LAYERS
 
@@ -79,8 +80,8 @@ class RGA(nn.Module):
     """
 
     def __init__(self, channels: int, height: int, width: int, use_spatial: bool = True,
-                 use_channel: bool = True, channel_ratio: int = 8, spatial_ratio: int = 8,
-                 down_ratio: int = 8):
+                 use_channel: bool = True, channel_ratio: Dim = 8, spatial_ratio: Dim = 8,
+                 down_ratio: Dim = 8):
         super().__init__()
         if not (use_spatial or use_channel):
             raise ValueError("RGA: at least one of use_spatial, use_channel must be true")

@@ -27,6 +27,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from reid.checks import Dim
 from reid.models.layers.common import check_feature_map, conv_bn
 from reid.registry import LAYERS
 
@@ -86,7 +87,7 @@ class SAMRPE(nn.Module):
     """SAM-RPE, [B, C, H, W] -> [B, C, H, W] for the fixed map size ``height`` x ``width``."""
 
     def __init__(
-        self, channels: int, height: int, width: int, position: str = "relative", reduction: int = 8
+        self, channels: int, height: int, width: int, position: str = "relative", reduction: Dim = 8
     ):
         super().__init__()
         if position not in POSITIONS:

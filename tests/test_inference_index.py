@@ -1,0 +1,162 @@
+"""reid.inference.index (faiss): each kind against the exact search, save/load, add, the model
+contract, parameter checks; tools/index.py and tools/search.py --index on a tiny checkpoint."""
+from __future__ import annotations
+
+import csv
+import runpy
+import sys
+
+import numpy as np
+import pytest
+from inference_tools import ROOT, save_tiny_checkpoint, tiny_overrides
+from PIL import Image
+
+from reid.inference.index import FaissMissingError, GalleryIndex, GalleryIndexError, import_faiss, resolve_params
+from reid.inference.search import topk_search
+from reid.registry import UserError
+
+faiss = pytest.importorskip("faiss", reason="faiss is not installed (pip install 'reid[faiss]')")
+CONTRACT = {"config": "c" * 16, "weights": "w" * 16}
+
+
+def clustered(n: int, d: int = 32, ids: int = 200, seed: int = 0) -> np.ndarray:
+    """``n`` rows around ``ids`` Gaussian centres (row i of identity i % ids), float32 [n, d]."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((ids, d))
+    return (centres[np.arange(n) % ids] + 0.6 * rng.standard_normal((n, d))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def data():
+    rows = clustered(3040)
+    gallery, query = rows[:3000], rows[3000:]  # queries: held-out images of identities 0..39
+    dist, idx = topk_search(query, gallery, 10)
+    return gallery, query, dist.numpy(), idx.numpy()
+
+
+def recall(got: np.ndarray, want: np.ndarray) -> float:
+    return float(np.mean([len(np.intersect1d(a, b)) / want.shape[1] for a, b in zip(got, want)]))
+
+
+@pytest.mark.parametrize("kind, params, floor", [
+    ("flat", {}, 1.0),
+    ("ivf", {"nlist": 32, "nprobe": 32}, 1.0),  # every list probed: exact
+    ("ivf", {"nlist": 32, "nprobe": 4}, 0.9),
+    ("ivfpq", {"nlist": 16, "nprobe": 8, "m": 8, "nbits": 6}, 0.6),
+    ("hnsw", {"M": 8, "ef_construction": 20, "ef_search": 16}, 0.95),
+])
+def test_each_kind_against_the_exact_search(data, kind, params, floor):
+    gallery, query, want_d, want_i = data
+    index = GalleryIndex.build(gallery, kind, params, CONTRACT)
+    assert len(index) == len(gallery) and index.contract == {**CONTRACT, "dim": 32}
+    dist, idx = index.search(query, 10)
+    assert idx.shape == (40, 10) and recall(idx, want_i) >= floor
+    if floor == 1.0:  # exact kinds: same neighbours, same 1 - cos distances
+        assert np.array_equal(idx[:, 0], want_i[:, 0])
+        np.testing.assert_allclose(dist, want_d, atol=1e-5)
+    assert np.all(np.diff(dist, axis=1) >= -1e-6)  # nearest first
+
+
+def test_save_load_and_add(data, tmp_path):
+    gallery, query, _, want_i = data
+    paths = [f"img/{i}.jpg" for i in range(len(gallery))]
+    pids = np.arange(len(gallery)) % 200
+    half = GalleryIndex.build(gallery[:1500], "ivf", {"nlist": 16, "nprobe": 16}, CONTRACT, paths[:1500],
+                              pids[:1500], pids[:1500] % 6)
+    half.save(tmp_path / "g.index")
+    loaded = GalleryIndex.load(tmp_path / "g.index")
+    assert loaded.kind == "ivf" and loaded.params == {"nlist": 16, "nprobe": 16} and loaded.paths == paths[:1500]
+    assert np.array_equal(loaded.search(query, 5)[1], half.search(query, 5)[1])
+    loaded.add(gallery[1500:], paths[1500:], pids[1500:], pids[1500:] % 6)
+    loaded.save(tmp_path / "g.index")
+    full = GalleryIndex.load(tmp_path / "g.index")
+    assert len(full) == 3000 and full.paths == paths and np.array_equal(full.pids, pids)
+    assert np.array_equal(full.camids, pids % 6)
+    assert recall(full.search(query, 10)[1], want_i) == 1.0  # all lists probed: the exact result
+    with pytest.raises(GalleryIndexError, match="index holds pids/camids and these features do not"):
+        full.add(gallery[:3], paths[:3])
+    with pytest.raises(GalleryIndexError, match="features have 31 dimensions, the index holds 32"):
+        full.add(gallery[:3, :31], paths[:3], pids[:3], pids[:3])
+    with pytest.raises(GalleryIndexError, match="3 feature rows but 3 paths, 2 pids"):
+        full.add(gallery[:3], paths[:3], pids[:2], pids[:3])
+    with pytest.raises(GalleryIndexError, match="feature row 1 holds NaN or infinite values"):
+        full.add(np.stack([gallery[0], gallery[1] * np.inf]), paths[:2], pids[:2], pids[:2])
+    assert len(full) == 3000 and len(full.paths) == 3000  # nothing added by the refused calls
+    (tmp_path / "bad.index").write_bytes(b"not a zip")
+    with pytest.raises(GalleryIndexError, match="not an index file written by tools/index.py"):
+        GalleryIndex.load(tmp_path / "bad.index")
+
+
+def test_another_models_features_are_refused(data):
+    index = GalleryIndex.build(data[0][:500], "flat", {}, CONTRACT)
+    index.check({**CONTRACT, "dim": 32})
+    for key, value in [("weights", "x" * 16), ("config", "y" * 16), ("dim", 64)]:
+        with pytest.raises(GalleryIndexError, match=f"built from another model's features .*{value}"):
+            index.check({**CONTRACT, "dim": 32, key: value}, "--index g.index")
+
+
+@pytest.mark.parametrize("kind, params, message", [
+    ("ivf", {"nprobe": 64, "nlist": 32}, "'nprobe' \\(64\\) exceeds nlist \\(32\\)"),
+    ("ivf", {"nlist": 5000}, "'nlist' \\(5000\\) exceeds the 3000 gallery rows"),
+    ("ivfpq", {"m": 5}, "'m' \\(5\\) must divide the feature dimension 32"),
+    ("ivfpq", {"nbits": 17}, "'nbits' must be in \\[1, 16\\], got 17"),
+    ("hnsw", {"nlist": 8}, "'nlist' does not apply to 'hnsw'"),
+    ("hnsw", {"M": 1}, "'M' must be in \\[2, 256\\], got 1"),
+    ("ivf", {"nprobe": 2.5}, "'nprobe' must be an integer"),
+    ("lsh", {}, "unknown index kind 'lsh'"),
+])
+def test_parameters_are_checked(kind, params, message):
+    assert resolve_params("ivfpq", {}, 3000, 32) == {"nlist": 76, "nprobe": 16, "m": 4, "nbits": 8}
+    assert resolve_params("ivfpq", {}, 10**6, 512)["m"] == 64 and resolve_params("ivf", {}, 10**6, 512)["nlist"] == 4000
+    with pytest.raises(GalleryIndexError, match=message):
+        resolve_params(kind, params, 3000, 32)
+
+
+def test_missing_faiss_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "faiss", None)  # import faiss raises ImportError
+    with pytest.raises(FaissMissingError, match=r"pip install 'reid\[faiss\]'"):
+        import_faiss()
+    with pytest.raises(FaissMissingError, match=r"pip install 'reid\[faiss\]'"):
+        GalleryIndex.build(np.zeros((4, 8), np.float32), "flat")
+
+
+def tool(name: str, monkeypatch, *args: str) -> int:
+    module = runpy.run_path(str(ROOT / "tools" / f"{name}.py"), run_name="tool")
+    monkeypatch.setattr(sys, "argv", [name, *args])
+    return module["main"]()
+
+
+def test_index_and_search_tools(monkeypatch, tmp_path, capsys):
+    overrides = tiny_overrides(tmp_path)
+    ck = save_tiny_checkpoint(tmp_path / "a.pth", None, overrides)
+    other = save_tiny_checkpoint(tmp_path / "b.pth", None, overrides, seed=1)
+    rng = np.random.default_rng(0)
+    (tmp_path / "imgs").mkdir()
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 255, (64, 32, 3), dtype=np.uint8)).save(tmp_path / "imgs" / f"{i}.png")
+    index = tmp_path / "g.index"
+    assert tool("extract", monkeypatch, "--checkpoint", str(ck), "--images", str(tmp_path / "imgs"),
+                "--out", str(tmp_path / "g.npz")) == 0
+    assert tool("index", monkeypatch, "--features", str(tmp_path / "g.npz"), "--out", str(index), "--index", "hnsw",
+                "--hnsw-m", "4") == 0
+    assert tool("index", monkeypatch, "--checkpoint", str(ck), "--images", str(tmp_path / "imgs"),
+                "--add", str(index)) == 0
+    assert len(GalleryIndex.load(index)) == 12
+    query = str(tmp_path / "imgs" / "3.png")
+    for source, out in [("--index", "si"), ("--gallery", "sg")]:
+        target = index if source == "--index" else tmp_path / "g.npz"
+        assert tool("search", monkeypatch, "--checkpoint", str(ck), "--query", query, source, str(target),
+                    "--topk", "2", "--out", str(tmp_path / out)) == 0
+    rows = {out: list(csv.DictReader(open(tmp_path / out / "search.csv"))) for out in ("si", "sg")}
+    assert rows["si"][0]["gallery"] == rows["sg"][0]["gallery"] == query  # the image itself, twice indexed
+    assert float(rows["si"][0]["distance"]) < 1e-5 and rows["si"][1]["gallery"] == query
+    with pytest.raises(UserError, match="built from another model's features"):
+        tool("search", monkeypatch, "--checkpoint", str(other), "--query", query, "--index", str(index))
+    with pytest.raises(UserError, match="--nlist does not apply to --index hnsw"):
+        tool("index", monkeypatch, "--features", str(tmp_path / "g.npz"), "--out", str(index), "--index", "hnsw",
+             "--nlist", "4")
+    with pytest.raises(UserError, match="--nprobe .* exceeds nlist"):
+        tool("index", monkeypatch, "--features", str(tmp_path / "g.npz"), "--out", str(index), "--index", "ivf",
+             "--nlist", "1", "--nprobe", "2")
+    with pytest.raises(UserError, match="--index does not apply with --add"):
+        tool("index", monkeypatch, "--features", str(tmp_path / "g.npz"), "--add", str(index), "--index", "ivf")
