@@ -90,3 +90,24 @@ def test_loss_set_weights_and_values():
         build_losses({"tri": {"name": "triplet", "margn": 1.0}})
     with pytest.raises(KeyError, match="no output 'logits'"):
         losses({"features": outputs["features"]}, batch)
+
+
+def test_float64_outputs_keep_their_precision_and_half_ones_are_raised_to_float32():
+    """A float64 run (train.dtype: float64, the parity scripts) is not cut to float32 in the losses:
+    CE and triplet equal their float64 formulas to 1e-15; bf16 outputs are computed in float32."""
+    torch.manual_seed(0)
+    logits, feats = torch.randn(8, 5, dtype=torch.float64), torch.randn(8, 6, dtype=torch.float64)
+    pids = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    ce = CrossEntropyLoss(epsilon=0.1)({"logits": logits}, {"pids": pids})
+    logp = torch.log_softmax(logits, dim=1)
+    expected = (0.9 * -logp.gather(1, pids[:, None]).squeeze(1) - 0.1 * logp.mean(dim=1)).mean()
+    assert ce.dtype == torch.float64 and abs(ce.item() - expected.item()) <= 1e-15 * expected.item()
+    tri = TripletLoss(margin=0.3)({"features": feats}, {"pids": pids})
+    d = torch.cdist(feats, feats)
+    same = pids[:, None] == pids[None, :]
+    ap = d.masked_fill(~same, -1).amax(1)
+    an = d.masked_fill(same, float("inf")).amin(1)
+    assert tri.dtype == torch.float64
+    assert tri.item() == pytest.approx((ap - an + 0.3).clamp(min=0).mean().item(), rel=1e-12)
+    half = CrossEntropyLoss(epsilon=0.1)({"logits": logits.bfloat16()}, {"pids": pids})
+    assert half.dtype == torch.float32

@@ -88,7 +88,8 @@ def test_resnet50_channels_and_branch_copy():
 
 def test_registered_with_config_options():
     for name in ("resnet18", "resnet34", "resnet50"):
-        assert BACKBONES.defaults(name) == {"pretrained": False, "weights": None, "last_stride": 2}
+        assert BACKBONES.defaults(name) == {"pretrained": False, "weights": None, "last_stride": 2,
+                                          "stem_relu": True}
 
 
 def test_offline_without_cached_file_names_the_file(tmp_path, monkeypatch):
@@ -151,3 +152,17 @@ def test_v1_files_under_either_name_are_used(tmp_path, monkeypatch):
     for kwargs in ({"pretrained": True}, {"weights": "IMAGENET1K_V1"}):
         with pytest.raises(WeightsError, match=r"resnet50-19c8e357\.pth: not a resnet50 state dict"):
             resnet50(**kwargs)
+
+
+def test_stem_relu_false_drops_only_the_stem_relu():
+    """BoT's release: no ReLU after bn1. The stem's output then has negative values (max-pooled
+    bn1 output), with the switch on none; every other layer and every parameter name is unchanged."""
+    torch.manual_seed(0)
+    with_relu, without = resnet18(), resnet18(stem_relu=False)
+    without.load_state_dict(with_relu.state_dict())
+    x = torch.randn(2, 3, 32, 32)
+    a, b = with_relu.stem(x), without.stem(x)
+    assert (a >= 0).all() and (b < 0).any()
+    assert torch.equal(a, b.clamp(min=0))  # relu and max-pool commute
+    assert list(with_relu.state_dict()) == list(without.state_dict())
+    assert BACKBONES.build("resnet18", stem_relu=False).stem_relu is False

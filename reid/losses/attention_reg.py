@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from reid.checks import Count, Prob
-from reid.losses.base import pids_of
+from reid.losses.base import full_precision, pids_of
 from reid.registry import LOSSES, ConfigError
 
 CentreUpdate = Literal["mean", "last"]
@@ -28,7 +28,7 @@ UPDATES = get_args(CentreUpdate)
 
 def signed_sqrt_normalize(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     """[B, ...] -> [B, D]: flatten, sign(x) * sqrt(|x| + eps), L2-normalise each row."""
-    x = x.float().flatten(1)
+    x = full_precision(x).flatten(1)
     return F.normalize(torch.sign(x) * torch.sqrt(x.abs() + eps), dim=1)
 
 

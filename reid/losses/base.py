@@ -37,6 +37,12 @@ class OutputLoss(nn.Module):
         return self.combine([fn(x) for x in self.pick(outputs)])
 
 
+def full_precision(x: torch.Tensor) -> torch.Tensor:
+    """x as float32 when it is a half type (autocast outputs); float32 and float64 unchanged (a float64
+    run, ``train.dtype: float64``, keeps its precision in the losses)."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
 def pids_of(batch: Mapping[str, Any]) -> torch.Tensor:
     if "pids" not in batch:
         raise KeyError(f"the batch has no 'pids' (keys: {', '.join(batch)})")

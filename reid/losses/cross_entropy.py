@@ -5,14 +5,14 @@ import torch
 import torch.nn.functional as F
 
 from reid.checks import Rate
-from reid.losses.base import OutputLoss, Reduce, pids_of
+from reid.losses.base import OutputLoss, Reduce, full_precision, pids_of
 from reid.registry import LOSSES
 
 
 def smoothed_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, epsilon: float) -> torch.Tensor:
     """logits [B, N], targets int64 [B]: mean over B of -sum_k q_k log p_k with
     q = (1 - eps) one_hot + eps / N."""
-    logp = F.log_softmax(logits.float(), dim=1)
+    logp = F.log_softmax(full_precision(logits), dim=1)
     nll = -logp.gather(1, targets[:, None]).squeeze(1)
     return ((1 - epsilon) * nll - epsilon * logp.mean(dim=1)).mean()
 

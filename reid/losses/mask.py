@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from reid.checks import Labels, Positive
+from reid.losses.base import full_precision
 from reid.registry import LOSSES
 
 #: LIP labels: 1 hat, 2 hair, 3 glove, 4 sunglasses, 5 upper-clothes, 6 dress, 7 coat, 8 socks,
@@ -112,7 +113,7 @@ class MaskGuidanceLoss(nn.Module):
             if k > masks.shape[1]:
                 raise ValueError(f"mask_guidance: a map has {k} channels but the masks only {masks.shape[1]}")
             target = area_resize(masks[:, :k], s.shape[2:])
-            rmse = torch.sqrt(((s.float() - target) ** 2).mean(dim=(2, 3)) + self.eps)  # [B, k]
+            rmse = torch.sqrt(((full_precision(s) - target) ** 2).mean(dim=(2, 3)) + self.eps)  # [B, k]
             per_sample = per_sample + rmse.sum(dim=1)
         kept = torch.where(valid, per_sample, torch.zeros_like(per_sample))  # no gradient to the others
         return kept.sum() / valid.sum().clamp(min=1)

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from reid.checks import NonNegative
-from reid.losses.base import OutputLoss, Reduce, pids_of
+from reid.losses.base import OutputLoss, Reduce, full_precision, pids_of
 from reid.registry import LOSSES, ConfigError
 
 TripletMetric = Literal["euclidean", "cosine"]
@@ -16,7 +16,7 @@ METRICS = get_args(TripletMetric)
 
 def pairwise_distance(x: torch.Tensor, metric: str = "euclidean") -> torch.Tensor:
     """x [B, D] -> [B, B]: Euclidean distance (sqrt clamped at 1e-12) or cosine distance 1 - cos."""
-    x = x.float()
+    x = full_precision(x)
     if metric == "cosine":
         x = F.normalize(x, dim=1)
         return 1.0 - x @ x.t()
@@ -72,7 +72,7 @@ class TripletLoss(OutputLoss):
 
         def term(x: torch.Tensor) -> torch.Tensor:
             if self.normalize:
-                x = F.normalize(x.float(), dim=1)
+                x = F.normalize(full_precision(x), dim=1)
             return batch_hard_triplet(x, pids, self.margin, self.soft_margin, self.metric)
 
         return self.apply_each(outputs, term)

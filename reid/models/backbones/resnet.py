@@ -107,12 +107,13 @@ class ResNet(Backbone):
     """
 
     def __init__(self, block: type[BasicBlock] | type[Bottleneck], layers: list[int], last_stride: int = 2,
-                 with_fc: bool = True, num_classes: int = 1000):
+                 with_fc: bool = True, num_classes: int = 1000, stem_relu: bool = True):
         super().__init__()
         if last_stride not in (1, 2):
             raise ValueError(f"last_stride must be 1 or 2, got {last_stride}")
         self.inplanes = 64
         self.last_stride = last_stride
+        self.stem_relu = bool(stem_relu)
         self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
@@ -154,7 +155,10 @@ class ResNet(Backbone):
 
     @property
     def stem(self) -> nn.Sequential:
-        """conv1 -> bn1 -> relu -> maxpool (shares the modules), [B,3,H,W] -> [B,64,H/4,W/4]."""
+        """conv1 -> bn1 -> relu -> maxpool (shares the modules), [B,3,H,W] -> [B,64,H/4,W/4];
+        without the relu when ``stem_relu`` is false (BoT's release: its ResNet has no stem ReLU)."""
+        if not self.stem_relu:
+            return nn.Sequential(self.conv1, self.bn1, self.maxpool)
         return nn.Sequential(self.conv1, self.bn1, self.relu, self.maxpool)
 
     def stage(self, name: str) -> nn.Module:
@@ -258,8 +262,9 @@ def load_pretrained(model: ResNet, arch: str, weights: str | None = None, downlo
     return path
 
 
-def _build(arch: str, block, layers: list[int], pretrained: bool, weights: str | None, last_stride: int) -> ResNet:
-    model = ResNet(block, layers, last_stride=last_stride)
+def _build(arch: str, block, layers: list[int], pretrained: bool, weights: str | None, last_stride: int,
+           stem_relu: bool = True) -> ResNet:
+    model = ResNet(block, layers, last_stride=last_stride, stem_relu=stem_relu)
     if pretrained or weights:
         load_pretrained(model, arch, weights)
     model.drop_classifier()
@@ -267,18 +272,21 @@ def _build(arch: str, block, layers: list[int], pretrained: bool, weights: str |
 
 
 @BACKBONES.register("resnet18")
-def resnet18(pretrained: bool = False, weights: str | None = None, last_stride: Stride = 2) -> ResNet:
-    """ResNet-18 backbone (512-D layer4)."""
-    return _build("resnet18", BasicBlock, [2, 2, 2, 2], pretrained, weights, last_stride)
+def resnet18(pretrained: bool = False, weights: str | None = None, last_stride: Stride = 2,
+             stem_relu: bool = True) -> ResNet:
+    """ResNet-18 backbone (512-D layer4); ``stem_relu: false`` drops the ReLU after bn1."""
+    return _build("resnet18", BasicBlock, [2, 2, 2, 2], pretrained, weights, last_stride, stem_relu)
 
 
 @BACKBONES.register("resnet34")
-def resnet34(pretrained: bool = False, weights: str | None = None, last_stride: Stride = 2) -> ResNet:
-    """ResNet-34 backbone (512-D layer4)."""
-    return _build("resnet34", BasicBlock, [3, 4, 6, 3], pretrained, weights, last_stride)
+def resnet34(pretrained: bool = False, weights: str | None = None, last_stride: Stride = 2,
+             stem_relu: bool = True) -> ResNet:
+    """ResNet-34 backbone (512-D layer4); ``stem_relu: false`` drops the ReLU after bn1."""
+    return _build("resnet34", BasicBlock, [3, 4, 6, 3], pretrained, weights, last_stride, stem_relu)
 
 
 @BACKBONES.register("resnet50")
-def resnet50(pretrained: bool = False, weights: str | None = None, last_stride: Stride = 2) -> ResNet:
-    """ResNet-50 backbone (2048-D layer4)."""
-    return _build("resnet50", Bottleneck, [3, 4, 6, 3], pretrained, weights, last_stride)
+def resnet50(pretrained: bool = False, weights: str | None = None, last_stride: Stride = 2,
+             stem_relu: bool = True) -> ResNet:
+    """ResNet-50 backbone (2048-D layer4); ``stem_relu: false`` drops the ReLU after bn1."""
+    return _build("resnet50", Bottleneck, [3, 4, 6, 3], pretrained, weights, last_stride, stem_relu)
