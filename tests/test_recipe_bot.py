@@ -16,6 +16,7 @@ PINS = [
     Pin("model.name", "bot", "modeling/baseline.py (Baseline: backbone, GAP, BNNeck, classifier)"),
     Pin("model.backbone.name", "resnet50", "config/defaults.py:25"),
     Pin("model.backbone.last_stride", 1, "config/defaults.py:27"),
+    Pin("model.backbone.stem_relu", False, "modeling/backbones/resnet.py:97,125 (the stem's relu commented out)"),
     Pin("model.backbone.pretrained", True, f"{YML}:2 (PRETRAIN_CHOICE imagenet)"),
     Pin("model.pooling", "avg", "modeling/baseline.py:134 (AdaptiveAvgPool2d)"),
     Pin("model.neck", "bnneck", "config/defaults.py:34"),
