@@ -8,7 +8,7 @@ the faiss indexes of reid.inference.index beside it (``--index``).
         ivfpq:nprobe=8/16/32 hnsw:ef_search=32/64/128
 
 ``--index KIND[:NAME=V,NAME=V1/V2/...]`` (parameters of reid.inference.index; ``/`` lists search-time
-values, ``nprobe`` / ``ef_search``, each one a row of the same built index) switches to a clustered
+values, ``nprobe`` / ``ef_search`` / ``refine``, each one a row of the same built index) switches to a clustered
 gallery (see :func:`clustered_blocks`) and prints one table: the exact chunked search, then each
 index: build time, query time per query (all queries in one call, ``--threads`` threads for torch
 and faiss alike), memory (the serialised index's bytes; the peak of the process's anonymous
@@ -112,15 +112,21 @@ def clustered_blocks(n: int, d: int, per_id: int, intrinsic: int, spread: float,
         yield start, out[0], out[1]
 
 
-def parse_spec(spec: str) -> tuple[str, dict[str, int], list[dict[str, int]]]:
-    """``"ivfpq:nlist=1024,nprobe=8/16"`` -> (kind, build parameters, one dict per search setting)."""
+def parse_spec(spec: str) -> tuple[str, dict[str, int | str], list[dict[str, int]]]:
+    """``"ivfpq:nlist=1024,nprobe=8/16,refine=4,refine_codes=sq8"`` -> (kind, build parameters, one
+    dict per search setting of :data:`reid.inference.index.SEARCH_PARAMS`)."""
+    from reid.inference.index import SEARCH_PARAMS
+
     kind, _, rest = spec.partition(":")
-    params: dict[str, int] = {}
+    params: dict[str, int | str] = {}
     sweep: list[dict[str, int]] = [{}]
     for item in filter(None, rest.split(",")):
         key, _, value = item.partition("=")
+        if key == "refine_codes":
+            params[key] = value
+            continue
         values = [int(v) for v in value.split("/")]
-        if len(values) > 1 or key in ("nprobe", "ef_search"):
+        if key in SEARCH_PARAMS:
             sweep = [{**s, key: v} for s in sweep for v in values]
             params.setdefault(key, values[0])
         else:
@@ -161,14 +167,17 @@ def compare(args) -> int:
         gallery = np.load(path, mmap_mode="r")
     print(f"gallery generated in {time.perf_counter() - t0:.1f} s; anonymous resident {rss_anon_mb():.0f} MB")
     topk_search(query[:2], gallery[:4096], k, chunk_size=1024)  # warm-up
+    deep = k + args.per_id  # deep enough to see every image of the query's identity and the best others
     with PeakRss() as mem:
         t = time.perf_counter()
-        exact_d, exact_i = topk_search(query, gallery, k, chunk_size=args.chunks[0])
+        exact_d, exact_i = topk_search(query, gallery, deep, chunk_size=args.chunks[0])
         exact_s = time.perf_counter() - t
-    exact_i = exact_i.numpy()
-    same_id = np.mean(exact_i // args.per_id == query_ids[:, None])
-    print(f"exact top-{k}: {same_id:.3f} of the matches are the query's identity; cos of the 1st / {k}th match "
-          f"{1 - exact_d[:, 0].mean():.3f} / {1 - exact_d[:, -1].mean():.3f}")
+    exact_cos, exact_i = 1 - exact_d.numpy(), exact_i.numpy()
+    own = exact_i // args.per_id == query_ids[:, None]
+    print(f"exact top-{k}: {own[:, :k].mean():.3f} of the matches are the query's identity; cos of the 1st / {k}th "
+          f"match {exact_cos[:, 0].mean():.3f} / {exact_cos[:, k - 1].mean():.3f}")
+    print(data_report(query, gallery, query_ids, args.per_id, exact_cos, own, k))
+    exact_i = exact_i[:, :k]
     head = (f"| search | build s | ms / query | queries / s | x exact | index MB | build RSS MB | recall@1 | "
             f"recall@{k} |")
     print(head + "\n|" + " --- |" * 9)
@@ -184,17 +193,16 @@ def compare(args) -> int:
         grown = mem.extra
         size = index.nbytes() / 2**20
         for setting in sweep:
-            if "nprobe" in setting:
-                index.index.nprobe = setting["nprobe"]
-            if "ef_search" in setting:
-                index.index.hnsw.efSearch = setting["ef_search"]
+            index.configure(**setting)
             index.search(query[:2], k)  # warm-up
             t = time.perf_counter()
             _, got = index.search(query, k)
             s = time.perf_counter() - t
             r1 = np.mean(got[:, 0] == exact_i[:, 0])
             rk = np.mean([len(np.intersect1d(a, b)) / k for a, b in zip(got, exact_i)])
-            shown = {**index.params, **setting}
+            off = {"spherical"} if not index.params.get("spherical") else set()
+            off |= {"refine", "refine_codes"} if not index.params.get("refine") else set()
+            shown = {a: b for a, b in {**index.params, **setting}.items() if a not in off}  # stages off: not shown
             name = kind + (" " + " ".join(f"{a}={b}" for a, b in shown.items()) if shown else "")
             print(f"| {name} | {build_s:.1f} | {1000 * s / len(query):.3f} | {len(query) / s:.0f} | "
                   f"{len(query) / s / exact_qps:.0f} | {size:.0f} | {grown:.0f} | {r1:.3f} | {rk:.3f} |", flush=True)
@@ -203,6 +211,23 @@ def compare(args) -> int:
         del gallery
         tmp.cleanup()
     return 0
+
+
+def data_report(query: np.ndarray, gallery: np.ndarray, query_ids: np.ndarray, per_id: int, cos: np.ndarray,
+                own: np.ndarray, k: int) -> str:
+    """How re-ID-like the gallery is and how tied the exact top-``k`` is: the cosine of a query with
+    its own identity's gallery images and with the best other identity's (from the exact top
+    ``cos`` [Q, k + per_id], ``own`` [Q, k + per_id] its identity mask), and the gap between the
+    exact ``k``-th and ``k+1``-th similarity (a gap below 0.01 makes the ``k``-th match a near-tie
+    that recall@k counts as missed when an index swaps it)."""
+    rows = (query_ids[:, None] * per_id + np.arange(per_id)).clip(max=len(gallery) - 1)
+    same = np.einsum("qd,qpd->qp", query, np.asarray(gallery[rows.ravel()]).reshape(*rows.shape, -1))
+    other = np.where(own, -np.inf, cos).max(axis=1)
+    gap = cos[:, k - 1] - cos[:, k]
+    return (f"cos with its own identity's images: mean {same.mean():.3f}, 5th percentile {np.percentile(same, 5):.3f}; "
+            f"with the nearest other identity: mean {other.mean():.3f}, 95th percentile "
+            f"{np.percentile(other, 95):.3f}; gap between the exact {k}th and {k + 1}th match: median "
+            f"{np.median(gap):.4f}, below 0.01 for {np.mean(gap < 0.01):.2f} of the queries")
 
 
 def make_gallery(n: int, d: int, seed: int, out: np.ndarray, block: int = 65536) -> np.ndarray:
