@@ -200,6 +200,15 @@ def test_index_and_search_tools(monkeypatch, tmp_path, capsys):
     assert float(rows["si"][0]["distance"]) < 1e-5 and rows["si"][1]["gallery"] == query
     assert tool("search", monkeypatch, "--checkpoint", str(ck), "--query", query, "--index", str(index),
                 "--ef-search", "2", "--topk", "2", "--out", str(tmp_path / "se")) == 0
+    refined = tmp_path / "r.index"
+    assert tool("index", monkeypatch, "--features", str(tmp_path / "g.npz"), "--out", str(refined), "--index", "ivf",
+                "--nlist", "2", "--nprobe", "1", "--spherical", "--refine", "2", "--refine-codes", "sq8") == 0
+    assert GalleryIndex.load(refined).params == {"nlist": 2, "nprobe": 1, "spherical": 1, "refine": 2,
+                                                 "refine_codes": "sq8"}
+    assert tool("search", monkeypatch, "--checkpoint", str(ck), "--query", query, "--index", str(refined),
+                "--nprobe", "2", "--refine", "3", "--topk", "2", "--out", str(tmp_path / "sr")) == 0
+    found = list(csv.DictReader(open(tmp_path / "sr" / "search.csv")))
+    assert found[0]["gallery"] == query and float(found[0]["distance"]) < 0.05  # sq8 distances: approximate
     with pytest.raises(UserError, match="--refine needs a refinement stage"):
         tool("search", monkeypatch, "--checkpoint", str(ck), "--query", query, "--index", str(index), "--refine", "2")
     with pytest.raises(UserError, match="--nprobe does not apply to 'hnsw'"):
