@@ -209,7 +209,7 @@ class GalleryIndex:
             index.this.disown()
             index = wrapped
         if not index.is_trained:
-            rows = min(n, TRAIN_PER_LIST * p.get("nlist", 1024))
+            rows = min(n, TRAIN_PER_LIST * p.get("nlist", 1024))  # hnsw + sq8: 65,536 rows for its ranges
             pick = np.sort(np.random.default_rng(seed).choice(n, rows, replace=False)) if rows < n else slice(None)
             index.train(_normalized(features[pick]))
         made = cls(index, kind, p, {**dict(contract or {}), "dim": dim}, [])
