@@ -8,13 +8,15 @@ the faiss indexes of reid.inference.index beside it (``--index``).
         ivfpq:nprobe=8/16/32 hnsw:ef_search=32/64/128
 
 ``--index KIND[:NAME=V,NAME=V1/V2/...]`` (parameters of reid.inference.index; ``/`` lists search-time
-values, ``nprobe`` / ``ef_search``, each one a row of the same built index) switches to a clustered
+values, ``nprobe`` / ``ef_search`` / ``refine``, each one a row of the same built index) switches to a clustered
 gallery (see :func:`clustered_blocks`) and prints one table: the exact chunked search, then each
 index: build time, query time per query (all queries in one call, ``--threads`` threads for torch
 and faiss alike), memory (the serialised index's bytes; the peak of the process's anonymous
 resident memory during the build minus its value before, memory-mapped gallery pages not counted;
 memory freed by an earlier index and reused is not counted again) and recall@1 / recall@10 against the
-exact result (recall@k: the share of the exact top-k found in the index's top-k; @1: top-1 equal).
+exact result (recall@k: the share of the exact top-k found in the index's top-k; @1: top-1 equal; "ties
+0.01": the share of the index's top-k within 0.01 cosine of the exact k-th match or nearer). Before the
+table it prints how re-ID-like the gallery is (:func:`data_report`).
 
 The gallery (float32, random unit vectors; seeded) is built in memory chunk by chunk (``--mmap``:
 written to a temporary .npy and searched through a read-only memory map). Each chunk size is run
@@ -112,15 +114,26 @@ def clustered_blocks(n: int, d: int, per_id: int, intrinsic: int, spread: float,
         yield start, out[0], out[1]
 
 
-def parse_spec(spec: str) -> tuple[str, dict[str, int], list[dict[str, int]]]:
-    """``"ivfpq:nlist=1024,nprobe=8/16"`` -> (kind, build parameters, one dict per search setting)."""
+#: recall@k with ties: the share of an index's top-k whose exact cosine is at least the exact k-th
+#: match's minus TIE (a near-tie swapped at the k-th place is not counted as missed).
+TIE = 0.01
+
+
+def parse_spec(spec: str) -> tuple[str, dict[str, int | str], list[dict[str, int]]]:
+    """``"ivfpq:nlist=1024,nprobe=8/16,refine=4,refine_codes=sq8"`` -> (kind, build parameters, one
+    dict per search setting of :data:`reid.inference.index.SEARCH_PARAMS`)."""
+    from reid.inference.index import SEARCH_PARAMS
+
     kind, _, rest = spec.partition(":")
-    params: dict[str, int] = {}
+    params: dict[str, int | str] = {}
     sweep: list[dict[str, int]] = [{}]
     for item in filter(None, rest.split(",")):
         key, _, value = item.partition("=")
+        if key == "refine_codes":
+            params[key] = value
+            continue
         values = [int(v) for v in value.split("/")]
-        if len(values) > 1 or key in ("nprobe", "ef_search"):
+        if key in SEARCH_PARAMS:
             sweep = [{**s, key: v} for s in sweep for v in values]
             params.setdefault(key, values[0])
         else:
@@ -161,20 +174,23 @@ def compare(args) -> int:
         gallery = np.load(path, mmap_mode="r")
     print(f"gallery generated in {time.perf_counter() - t0:.1f} s; anonymous resident {rss_anon_mb():.0f} MB")
     topk_search(query[:2], gallery[:4096], k, chunk_size=1024)  # warm-up
+    deep = k + args.per_id  # deep enough to see every image of the query's identity and the best others
     with PeakRss() as mem:
         t = time.perf_counter()
-        exact_d, exact_i = topk_search(query, gallery, k, chunk_size=args.chunks[0])
+        exact_d, exact_i = topk_search(query, gallery, deep, chunk_size=args.chunks[0])
         exact_s = time.perf_counter() - t
-    exact_i = exact_i.numpy()
-    same_id = np.mean(exact_i // args.per_id == query_ids[:, None])
-    print(f"exact top-{k}: {same_id:.3f} of the matches are the query's identity; cos of the 1st / {k}th match "
-          f"{1 - exact_d[:, 0].mean():.3f} / {1 - exact_d[:, -1].mean():.3f}")
+    exact_cos, exact_i = 1 - exact_d.numpy(), exact_i.numpy()
+    own = exact_i // args.per_id == query_ids[:, None]
+    print(f"exact top-{k}: {own[:, :k].mean():.3f} of the matches are the query's identity; cos of the 1st / {k}th "
+          f"match {exact_cos[:, 0].mean():.3f} / {exact_cos[:, k - 1].mean():.3f}")
+    print(data_report(query, gallery, query_ids, args.per_id, exact_cos, own, k))
+    exact_i = exact_i[:, :k]
     head = (f"| search | build s | ms / query | queries / s | x exact | index MB | build RSS MB | recall@1 | "
-            f"recall@{k} |")
-    print(head + "\n|" + " --- |" * 9)
+            f"recall@{k} | recall@{k} ties {TIE} |")
+    print(head + "\n|" + " --- |" * 10)
     exact_qps = len(query) / exact_s
     print(f"| exact chunked (topk_search, chunk {args.chunks[0]}) | - | {1000 * exact_s / len(query):.2f} | "
-          f"{exact_qps:.1f} | 1 | {n * d * 4 / 2**20:.0f} (features) | {mem.extra:.0f} | 1 | 1 |", flush=True)
+          f"{exact_qps:.1f} | 1 | {n * d * 4 / 2**20:.0f} (features) | {mem.extra:.0f} | 1 | 1 | 1 |", flush=True)
     for spec in args.index:
         kind, params, sweep = parse_spec(spec)
         with PeakRss(rss_anon_mb) as mem:
@@ -184,25 +200,48 @@ def compare(args) -> int:
         grown = mem.extra
         size = index.nbytes() / 2**20
         for setting in sweep:
-            if "nprobe" in setting:
-                index.index.nprobe = setting["nprobe"]
-            if "ef_search" in setting:
-                index.index.hnsw.efSearch = setting["ef_search"]
+            index.configure(**setting)
             index.search(query[:2], k)  # warm-up
             t = time.perf_counter()
             _, got = index.search(query, k)
             s = time.perf_counter() - t
             r1 = np.mean(got[:, 0] == exact_i[:, 0])
             rk = np.mean([len(np.intersect1d(a, b)) / k for a, b in zip(got, exact_i)])
-            shown = {**index.params, **setting}
+            flat = got.ravel()
+            order = np.argsort(flat)  # a memory map reads sorted rows fastest
+            rows = np.empty((len(flat), d), np.float32)
+            rows[order] = gallery[flat[order].clip(min=0)]
+            found = np.einsum("qd,qkd->qk", query, rows.reshape(*got.shape, d))
+            tied = np.mean((found >= exact_cos[:, k - 1:k] - TIE) & (got >= 0))  # -1: fewer than k found
+            off = {"spherical"} if not index.params.get("spherical") else set()
+            off |= {"refine", "refine_codes"} if not index.params.get("refine") else set()
+            shown = {a: b for a, b in {**index.params, **setting}.items() if a not in off}  # stages off: not shown
             name = kind + (" " + " ".join(f"{a}={b}" for a, b in shown.items()) if shown else "")
             print(f"| {name} | {build_s:.1f} | {1000 * s / len(query):.3f} | {len(query) / s:.0f} | "
-                  f"{len(query) / s / exact_qps:.0f} | {size:.0f} | {grown:.0f} | {r1:.3f} | {rk:.3f} |", flush=True)
+                  f"{len(query) / s / exact_qps:.0f} | {size:.0f} | {grown:.0f} | {r1:.3f} | {rk:.3f} | "
+                  f"{tied:.3f} |", flush=True)
         del index
     if tmp is not None:
         del gallery
         tmp.cleanup()
     return 0
+
+
+def data_report(query: np.ndarray, gallery: np.ndarray, query_ids: np.ndarray, per_id: int, cos: np.ndarray,
+                own: np.ndarray, k: int) -> str:
+    """How re-ID-like the gallery is and how tied the exact top-``k`` is: the cosine of a query with
+    its own identity's gallery images and with the best other identity's (from the exact top
+    ``cos`` [Q, k + per_id], ``own`` [Q, k + per_id] its identity mask), and the gap between the
+    exact ``k``-th and ``k+1``-th similarity (a gap below 0.01 makes the ``k``-th match a near-tie
+    that recall@k counts as missed when an index swaps it)."""
+    rows = (query_ids[:, None] * per_id + np.arange(per_id)).clip(max=len(gallery) - 1)
+    same = np.einsum("qd,qpd->qp", query, np.asarray(gallery[rows.ravel()]).reshape(*rows.shape, -1))
+    other = np.where(own, -np.inf, cos).max(axis=1)
+    gap = cos[:, k - 1] - cos[:, k]
+    return (f"cos with its own identity's images: mean {same.mean():.3f}, 5th percentile {np.percentile(same, 5):.3f}; "
+            f"with the nearest other identity: mean {other.mean():.3f}, 95th percentile "
+            f"{np.percentile(other, 95):.3f}; gap between the exact {k}th and {k + 1}th match: median "
+            f"{np.median(gap):.4f}, below 0.01 for {np.mean(gap < 0.01):.2f} of the queries")
 
 
 def make_gallery(n: int, d: int, seed: int, out: np.ndarray, block: int = 65536) -> np.ndarray:

@@ -57,6 +57,47 @@ def test_each_kind_against_the_exact_search(data, kind, params, floor):
     assert np.all(np.diff(dist, axis=1) >= -1e-6)  # nearest first
 
 
+@pytest.mark.parametrize("codes", ["flat", "sq8"])
+def test_refinement_reranks_coarse_codes(data, codes, tmp_path):
+    """4-byte PQ codes (8 x 4 bits) cannot order the candidates; re-ranking 8 * k of them with a flat or
+    8-bit copy finds what the full-vector ivf with the same lists finds."""
+    gallery, query, want_d, want_i = data
+    lists = {"nlist": 16, "nprobe": 4}
+    coarse = GalleryIndex.build(gallery, "ivfpq", {**lists, "m": 8, "nbits": 4})
+    full = GalleryIndex.build(gallery, "ivf", lists)
+    refined = GalleryIndex.build(gallery, "ivfpq", {**lists, "m": 8, "nbits": 4, "refine": 8, "refine_codes": codes})
+    base, ceiling = recall(coarse.search(query, 10)[1], want_i), recall(full.search(query, 10)[1], want_i)
+    dist, idx = refined.search(query, 10)
+    assert base < 0.8 and recall(idx, want_i) >= ceiling - 0.02 and ceiling >= 0.9
+    np.testing.assert_allclose(dist, 1 - np.sum(query[:, None] / np.linalg.norm(query, axis=1)[:, None, None]
+                                                * gallery[idx] / np.linalg.norm(gallery[idx], axis=2, keepdims=True),
+                                                axis=2), atol=1e-5 if codes == "flat" else 5e-2)  # sq8: 8-bit copies
+    refined.configure(refine=1, nprobe=16)  # search time: k candidates re-ranked, every list probed
+    assert refined.index.k_factor == 1 and recall(refined.search(query, 10)[1], want_i) < recall(idx, want_i)
+    refined.configure(refine=8)
+    refined.save(tmp_path / "r.index")
+    loaded = GalleryIndex.load(tmp_path / "r.index")
+    assert loaded.params == {**lists, "nprobe": 16, "m": 8, "nbits": 4, "spherical": 0, "refine": 8,
+                             "refine_codes": codes}
+    assert np.array_equal(loaded.search(query, 10)[1], refined.search(query, 10)[1])
+
+
+@pytest.mark.parametrize("kind, params, search, message", [
+    ("ivf", {"nlist": 8, "nprobe": 4}, {"refine": 2}, "'refine' needs a refinement stage; this index was built"),
+    ("hnsw", {"refine": 2}, {"refine": 0}, "'refine' must be >= 1"),
+    ("ivf", {"nlist": 8, "nprobe": 4}, {"nprobe": 9}, "'nprobe' \\(9\\) exceeds nlist \\(8\\)"),
+    ("ivf", {"nlist": 8, "nprobe": 4}, {"nlist": 4}, "'nlist' cannot change at search time"),
+    ("hnsw", {}, {"nprobe": 4}, "'nprobe' does not apply to 'hnsw'"),
+    ("hnsw", {}, {"ef_search": 0}, "'ef_search' must be in \\[1, 65536\\], got 0"),
+])
+def test_search_time_parameters_are_checked(data, kind, params, search, message):
+    index = GalleryIndex.build(data[0][:400], kind, {"M": 4, **params} if kind == "hnsw" else params)
+    before = dict(index.params)
+    with pytest.raises(GalleryIndexError, match=message):
+        index.configure(**search)
+    assert index.params == before
+
+
 def test_save_load_and_add(data, tmp_path):
     gallery, query, _, want_i = data
     paths = [f"img/{i}.jpg" for i in range(len(gallery))]
@@ -65,7 +106,8 @@ def test_save_load_and_add(data, tmp_path):
                               pids[:1500], pids[:1500] % 6)
     half.save(tmp_path / "g.index")
     loaded = GalleryIndex.load(tmp_path / "g.index")
-    assert loaded.kind == "ivf" and loaded.params == {"nlist": 16, "nprobe": 16} and loaded.paths == paths[:1500]
+    assert loaded.kind == "ivf" and loaded.params == {"nlist": 16, "nprobe": 16, "spherical": 0, "refine": 0}
+    assert loaded.paths == paths[:1500]
     assert np.array_equal(loaded.search(query, 5)[1], half.search(query, 5)[1])
     loaded.add(gallery[1500:], paths[1500:], pids[1500:], pids[1500:] % 6)
     loaded.save(tmp_path / "g.index")
@@ -104,9 +146,15 @@ def test_another_models_features_are_refused(data):
     ("hnsw", {"M": 1}, "'M' must be in \\[2, 256\\], got 1"),
     ("ivf", {"nprobe": 2.5}, "'nprobe' must be an integer"),
     ("lsh", {}, "unknown index kind 'lsh'"),
+    ("ivf", {"refine_codes": "sq8"}, "'refine_codes' needs a refinement stage: set refine >= 1"),
+    ("ivfpq", {"refine": 2, "refine_codes": "pq"}, "'refine_codes' must be one of flat, sq8, got 'pq'"),
+    ("ivf", {"spherical": 2}, "'spherical' must be in \\[0, 1\\], got 2"),
+    ("flat", {"refine": 2}, "'refine' does not apply to 'flat'"),
 ])
 def test_parameters_are_checked(kind, params, message):
-    assert resolve_params("ivfpq", {}, 3000, 32) == {"nlist": 76, "nprobe": 16, "m": 4, "nbits": 8}
+    assert resolve_params("ivfpq", {}, 3000, 32) == {"nlist": 76, "nprobe": 16, "m": 4, "nbits": 8, "spherical": 0,
+                                                     "refine": 0}
+    assert resolve_params("hnsw", {"refine": 3}, 3000, 32)["refine_codes"] == "flat"
     assert resolve_params("ivfpq", {}, 10**6, 512)["m"] == 64 and resolve_params("ivf", {}, 10**6, 512)["nlist"] == 4000
     with pytest.raises(GalleryIndexError, match=message):
         resolve_params(kind, params, 3000, 32)
@@ -150,6 +198,24 @@ def test_index_and_search_tools(monkeypatch, tmp_path, capsys):
     rows = {out: list(csv.DictReader(open(tmp_path / out / "search.csv"))) for out in ("si", "sg")}
     assert rows["si"][0]["gallery"] == rows["sg"][0]["gallery"] == query  # the image itself, twice indexed
     assert float(rows["si"][0]["distance"]) < 1e-5 and rows["si"][1]["gallery"] == query
+    assert tool("search", monkeypatch, "--checkpoint", str(ck), "--query", query, "--index", str(index),
+                "--ef-search", "2", "--topk", "2", "--out", str(tmp_path / "se")) == 0
+    refined = tmp_path / "r.index"
+    assert tool("index", monkeypatch, "--features", str(tmp_path / "g.npz"), "--out", str(refined), "--index", "ivf",
+                "--nlist", "2", "--nprobe", "1", "--spherical", "--refine", "2", "--refine-codes", "sq8") == 0
+    assert GalleryIndex.load(refined).params == {"nlist": 2, "nprobe": 1, "spherical": 1, "refine": 2,
+                                                 "refine_codes": "sq8"}
+    assert tool("search", monkeypatch, "--checkpoint", str(ck), "--query", query, "--index", str(refined),
+                "--nprobe", "2", "--refine", "3", "--topk", "2", "--out", str(tmp_path / "sr")) == 0
+    found = list(csv.DictReader(open(tmp_path / "sr" / "search.csv")))
+    assert found[0]["gallery"] == query and float(found[0]["distance"]) < 0.05  # sq8 distances: approximate
+    with pytest.raises(UserError, match="--refine needs a refinement stage"):
+        tool("search", monkeypatch, "--checkpoint", str(ck), "--query", query, "--index", str(index), "--refine", "2")
+    with pytest.raises(UserError, match="--nprobe does not apply to 'hnsw'"):
+        tool("search", monkeypatch, "--checkpoint", str(ck), "--query", query, "--index", str(index), "--nprobe", "2")
+    with pytest.raises(UserError, match="--nprobe applies only with --index"):
+        tool("search", monkeypatch, "--checkpoint", str(ck), "--query", query, "--gallery", str(tmp_path / "g.npz"),
+             "--nprobe", "2")
     with pytest.raises(UserError, match="built from another model's features"):
         tool("search", monkeypatch, "--checkpoint", str(other), "--query", query, "--index", str(index))
     with pytest.raises(UserError, match="--nlist does not apply to --index hnsw"):
@@ -158,5 +224,11 @@ def test_index_and_search_tools(monkeypatch, tmp_path, capsys):
     with pytest.raises(UserError, match="--nprobe .* exceeds nlist"):
         tool("index", monkeypatch, "--features", str(tmp_path / "g.npz"), "--out", str(index), "--index", "ivf",
              "--nlist", "1", "--nprobe", "2")
+    with pytest.raises(UserError, match="--refine-codes needs a refinement stage"):
+        tool("index", monkeypatch, "--features", str(tmp_path / "g.npz"), "--out", str(index), "--index", "ivf",
+             "--refine-codes", "sq8")
+    with pytest.raises(UserError, match="--spherical does not apply to --index hnsw"):
+        tool("index", monkeypatch, "--features", str(tmp_path / "g.npz"), "--out", str(index), "--index", "hnsw",
+             "--spherical")
     with pytest.raises(UserError, match="--index does not apply with --add"):
         tool("index", monkeypatch, "--features", str(tmp_path / "g.npz"), "--add", str(index), "--index", "ivf")

@@ -9,7 +9,11 @@
 file needs ``--checkpoint``, the one that extracted it). ``--images``: every image under DIR,
 extracted with ``--checkpoint`` first. The index ranks by cosine similarity (inner product of
 L2-normalised features). Parameters: ``ivf`` --nlist --nprobe; ``ivfpq`` --nlist --nprobe --pq-m
---pq-nbits; ``hnsw`` --hnsw-m --ef-construction --ef-search (defaults: reid.inference.index.PARAMS).
+--pq-nbits; ``hnsw`` --hnsw-m --ef-construction --ef-search (defaults: reid.inference.index.PARAMS);
+``ivf`` / ``ivfpq`` --spherical (spherical k-means for the lists); any of the three --refine R
+(re-rank the top ``k * R`` candidates with a second copy of the vectors, --refine-codes flat (exact,
+4 bytes a dimension) or sq8 (8-bit, 1 byte a dimension)). tools/search.py can change --nprobe,
+--ef-search and --refine at search time.
 The file records the feature dimension and the checkpoint's config and weights hashes: features of
 another model are refused. Needs ``pip install 'reid[faiss]'``.
 """
@@ -25,7 +29,10 @@ from reid.cli import config_parser, device, positive_int, run  # noqa: E402
 
 #: Option -> index parameter (reid.inference.index.PARAMS).
 OPTIONS = {"nlist": "nlist", "nprobe": "nprobe", "pq_m": "m", "pq_nbits": "nbits", "hnsw_m": "M",
-           "ef_construction": "ef_construction", "ef_search": "ef_search"}
+           "ef_construction": "ef_construction", "ef_search": "ef_search", "refine": "refine",
+           "refine_codes": "refine_codes", "spherical": "spherical"}
+#: Options that are not positive integers (added separately below).
+SPECIAL = ("refine_codes", "spherical")
 
 
 def main() -> int:
@@ -45,10 +52,15 @@ def main() -> int:
              "pq_m": "ivfpq: sub-vectors = bytes per vector at 8 bits (default: divisor of D up to 64)",
              "pq_nbits": "ivfpq: bits per sub-vector code (default 8)", "hnsw_m": "hnsw: links per node (default 32)",
              "ef_construction": "hnsw: candidates while building (default 80)",
-             "ef_search": "hnsw: candidates per query (default 64)"}
-    for option in OPTIONS:
+             "ef_search": "hnsw: candidates per query (default 64)",
+             "refine": "ivf/ivfpq/hnsw: re-rank k * R candidates with refine codes (default: no re-ranking)"}
+    for option in (o for o in OPTIONS if o not in SPECIAL):
         parser.add_argument("--" + option.replace("_", "-"), type=positive_int, default=None, metavar="N",
                             help=helps[option])
+    parser.add_argument("--refine-codes", choices=("flat", "sq8"), default=None,
+                        help="with --refine: the re-ranking copy, float32 (flat) or 8-bit (sq8) (default flat)")
+    parser.add_argument("--spherical", action="store_const", const=1, default=None,
+                        help="ivf/ivfpq: train the lists with spherical k-means")
     parser.add_argument("--batch-size", type=positive_int, default=None, help="--images: images per forward pass")
     parser.add_argument("--device", type=device, default=None,
                         help="--images: cpu | cuda | cuda:N (default: the config's)")

@@ -11,7 +11,8 @@ when the .npz has them) and ``search.png`` (each query beside its ranked matches
 a folder is extracted first (recursively; unreadable images skipped and counted). The gallery is
 searched ``--chunk-size`` rows at a time (bounded memory: see reid.inference.search.topk_search).
 ``--index FILE`` instead of ``--gallery``: an index written by tools/index.py (cosine similarity);
-refused unless it was built from this checkpoint's features.
+refused unless it was built from this checkpoint's features. With ``--index``, ``--nprobe``,
+``--ef-search`` and ``--refine`` replace the index's search-time parameters for this search.
 """
 from __future__ import annotations
 
@@ -35,6 +36,10 @@ def main() -> int:
     source.add_argument("--gallery", metavar="DIR|FILE.npz",
                         help="a folder of images or a features file written by tools/extract.py")
     source.add_argument("--index", metavar="FILE", help="a gallery index written by tools/index.py (needs faiss)")
+    for option, what in (("nprobe", "ivf/ivfpq lists searched"), ("ef_search", "hnsw candidates"),
+                         ("refine", "candidates re-ranked, times --topk (an index built with --refine)")):
+        parser.add_argument("--" + option.replace("_", "-"), type=positive_int, default=None, metavar="N",
+                            help=f"--index: {what} (default: the index's)")
     parser.add_argument("--topk", type=positive_int, default=10, help="matches per query (default 10)")
     parser.add_argument("--out", default="search_results", metavar="DIR", help="where search.csv and search.png go")
     parser.add_argument("--chunk-size", type=positive_int, default=None, help="gallery rows per search step")
@@ -60,9 +65,12 @@ def main() -> int:
     extractor = FeatureExtractor(args.checkpoint, device=args.device, config=args.config, overrides=args.overrides)
     cfg = extractor.cfg
     query = extractor(args.query)  # an unreadable query is an error (ImageInputError)
+    search = {k: getattr(args, k) for k in ("nprobe", "ef_search", "refine") if getattr(args, k) is not None}
+    if search and not args.index:
+        raise UserError(f"--{next(iter(search)).replace('_', '-')} applies only with --index")
     gallery_path = Path(args.gallery or args.index)
     if args.index:
-        dist, idx, gallery = _search_index(gallery_path, extractor, query, args.topk)
+        dist, idx, gallery = _search_index(gallery_path, extractor, query, args.topk, search)
     elif gallery_path.is_dir():
         paths = list_images(gallery_path)
         check_apart(outputs, {"--gallery": paths})
@@ -107,13 +115,22 @@ def main() -> int:
     return 0
 
 
-def _search_index(path, extractor, query, k):
+def _search_index(path, extractor, query, k, search):
     """(distances 1 - cos [Q, k], gallery rows [Q, k], {paths[, pids, camids]}) of an index written
-    by tools/index.py; refused when it holds another model's features."""
-    from reid.inference.index import GalleryIndex
+    by tools/index.py, searched with ``search`` (search-time parameters, each checked against the
+    index: one ``error:`` line naming the option); refused when it holds another model's features."""
+    import re
+
+    from reid.inference.index import GalleryIndex, GalleryIndexError
     from reid.inference.loading import feature_contract
+    from reid.registry import UserError
 
     index = GalleryIndex.load(path)
+    try:
+        index.configure(**search)
+    except GalleryIndexError as exc:
+        raise UserError(f"--index {path}: " + re.sub(r"index parameter '(\w+)'", lambda m: "--" + m.group(1).replace(
+            "_", "-"), str(exc))) from None
     index.check({**feature_contract(extractor.cfg, extractor.model), "dim": int(query.shape[1])}, f"--index {path}")
     dist, idx = index.search(query.numpy(), k)
     gallery = {"paths": index.paths}

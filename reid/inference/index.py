@@ -3,7 +3,13 @@
 Kinds: ``flat`` (exact, the baseline), ``ivf`` (inverted lists of full vectors: ``nlist``,
 ``nprobe``), ``ivfpq`` (inverted lists of product-quantised codes, ``m`` sub-vectors of ``nbits``
 bits each: ``D * 4 / m`` times smaller than ``ivf``), ``hnsw`` (a graph of full vectors: ``M``
-links per node, ``ef_construction``, ``ef_search``). Every index ranks by cosine similarity as the
+links per node, ``ef_construction``, ``ef_search``). ``ivf`` / ``ivfpq`` train their lists with plain
+k-means on the inner product, or spherical k-means (``spherical=1``: centroids kept on the sphere).
+A refinement stage (``refine=R`` >= 1, any approximate kind) keeps a second copy of the vectors,
+``refine_codes`` ``flat`` (float32, exact: ``4 D`` bytes a vector) or ``sq8`` (8-bit scalar
+quantised, ``D`` bytes); a search takes ``k * R`` candidates from the index and re-ranks them with
+that copy. ``nprobe``, ``ef_search`` and ``refine`` can be changed at search time
+(:meth:`GalleryIndex.configure`). Every index ranks by cosine similarity as the
 inner product of L2-normalised features: rows are normalised (a float32 copy, chunk by chunk) when
 added and queries when searched, and distances are returned as ``1 - cos`` like
 :func:`reid.inference.topk_search` with ``metric="cosine"``.
@@ -30,12 +36,18 @@ from reid.registry import UserError
 
 KINDS = ("flat", "ivf", "ivfpq", "hnsw")
 #: Parameters of each kind and their defaults (None: derived from the gallery size, see :func:`resolve_params`).
-PARAMS: dict[str, dict[str, int | None]] = {
+#: ``refine`` 0: no refinement stage.
+REFINE: dict[str, int | str] = {"refine": 0, "refine_codes": "flat"}
+PARAMS: dict[str, dict[str, int | str | None]] = {
     "flat": {},
-    "ivf": {"nlist": None, "nprobe": 16},
-    "ivfpq": {"nlist": None, "nprobe": 16, "m": None, "nbits": 8},
-    "hnsw": {"M": 32, "ef_construction": 80, "ef_search": 64},
+    "ivf": {"nlist": None, "nprobe": 16, "spherical": 0, **REFINE},
+    "ivfpq": {"nlist": None, "nprobe": 16, "m": None, "nbits": 8, "spherical": 0, **REFINE},
+    "hnsw": {"M": 32, "ef_construction": 80, "ef_search": 64, **REFINE},
 }
+#: Parameters that may change at search time (:meth:`GalleryIndex.configure`).
+SEARCH_PARAMS = ("nprobe", "ef_search", "refine")
+#: Parameters that take one of a few words instead of an integer.
+CHOICES = {"refine_codes": ("flat", "sq8")}
 #: Training rows per inverted list used to fit the coarse quantiser (faiss warns below 39).
 TRAIN_PER_LIST = 64
 #: Rows normalised and added per step (bounded memory for memory-mapped galleries).
@@ -76,12 +88,13 @@ def default_m(dim: int) -> int:
 
 #: Accepted range of each parameter (inclusive).
 RANGES = {"nlist": (1, 2**20), "nprobe": (1, 2**20), "m": (1, 4096), "nbits": (1, 16), "M": (2, 256),
-          "ef_construction": (1, 2**16), "ef_search": (1, 2**16)}
+          "ef_construction": (1, 2**16), "ef_search": (1, 2**16), "spherical": (0, 1), "refine": (0, 1024)}
 
 
 def check_params(kind: str, params: Mapping[str, Any]) -> None:
     """The checks that need no data: ``kind`` known, each of ``params`` one of its parameters, an
-    integer within :data:`RANGES`, ``nprobe <= nlist`` when both are given; else
+    integer within :data:`RANGES` (or one of :data:`CHOICES`), ``nprobe <= nlist`` when both are
+    given, ``refine_codes`` only with ``refine >= 1``; else
     :class:`GalleryIndexError` naming the parameter."""
     if kind not in KINDS:
         raise GalleryIndexError(f"unknown index kind {kind!r}; expected one of {', '.join(KINDS)}")
@@ -90,25 +103,34 @@ def check_params(kind: str, params: Mapping[str, Any]) -> None:
         if key not in allowed:
             raise GalleryIndexError(f"index parameter '{key}' does not apply to '{kind}'; "
                                     f"'{kind}' takes {', '.join(allowed) or 'no parameters'}")
+        if key in CHOICES:
+            if value not in CHOICES[key]:
+                raise GalleryIndexError(f"index parameter '{key}' must be one of {', '.join(CHOICES[key])}, "
+                                        f"got {value!r}")
+            continue
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
             raise GalleryIndexError(f"index parameter '{key}' must be an integer, got {value!r}")
         lo, hi = RANGES[key]
         if not lo <= value <= hi:
             raise GalleryIndexError(f"index parameter '{key}' must be in [{lo}, {hi}], got {value}")
+    if "refine_codes" in params and not params.get("refine"):
+        raise GalleryIndexError("index parameter 'refine_codes' needs a refinement stage: set refine >= 1")
     if "nlist" in params and "nprobe" in params and params["nprobe"] > params["nlist"]:
         raise GalleryIndexError(f"index parameter 'nprobe' ({params['nprobe']}) exceeds nlist ({params['nlist']})")
 
 
-def resolve_params(kind: str, params: Mapping[str, Any], n: int, dim: int) -> dict[str, int]:
+def resolve_params(kind: str, params: Mapping[str, Any], n: int, dim: int) -> dict[str, int | str]:
     """``params`` checked (:func:`check_params`) and completed with the defaults for ``n``
     training rows of dimension ``dim``, then checked against ``n`` and ``dim``."""
     check_params(kind, params)
-    out: dict[str, int] = {}
+    out: dict[str, int | str] = {}
     for key, default in PARAMS[kind].items():
         value = params.get(key, default)
         if value is None:
             value = default_nlist(n) if key == "nlist" else default_m(dim)
-        out[key] = int(value)
+        out[key] = value if key in CHOICES else int(value)
+    if not out.get("refine", 1):
+        del out["refine_codes"]  # no refinement stage, no codes
     if "nlist" in out:
         if out["nlist"] > n:
             raise GalleryIndexError(f"index parameter 'nlist' ({out['nlist']}) exceeds the {n} gallery rows it is "
@@ -136,7 +158,7 @@ class GalleryIndex:
     """A faiss index of gallery features with the gallery's paths (and pids/camids) and the input
     contract of the model that computed them. Build with :meth:`build`, open with :meth:`load`."""
 
-    def __init__(self, index: Any, kind: str, params: dict[str, int], contract: dict[str, Any],
+    def __init__(self, index: Any, kind: str, params: dict[str, Any], contract: dict[str, Any],
                  paths: list[str], pids: np.ndarray | None = None, camids: np.ndarray | None = None):
         self.index, self.kind, self.params, self.contract = index, kind, params, dict(contract)
         self.paths, self.pids, self.camids = paths, pids, camids
@@ -167,7 +189,6 @@ class GalleryIndex:
         elif kind == "hnsw":
             index = faiss.IndexHNSWFlat(dim, p["M"], ip)
             index.hnsw.efConstruction = p["ef_construction"]
-            index.hnsw.efSearch = p["ef_search"]
         else:
             quantizer = faiss.IndexFlatIP(dim)
             if kind == "ivf":
@@ -176,11 +197,23 @@ class GalleryIndex:
                 index = faiss.IndexIVFPQ(quantizer, dim, p["nlist"], p["m"], p["nbits"], ip)
             index.own_fields = True
             quantizer.this.disown()
-            rows = min(n, TRAIN_PER_LIST * p["nlist"])
+            index.cp.spherical = bool(p["spherical"])
+        if p.get("refine"):
+            if p["refine_codes"] == "flat":
+                wrapped = faiss.IndexRefineFlat(index)
+            else:
+                codes = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit, ip)
+                wrapped = faiss.IndexRefine(index, codes)
+                codes.this.disown()
+            wrapped.own_fields = True
+            index.this.disown()
+            index = wrapped
+        if not index.is_trained:
+            rows = min(n, TRAIN_PER_LIST * p.get("nlist", 1024))  # hnsw + sq8: 65,536 rows for its ranges
             pick = np.sort(np.random.default_rng(seed).choice(n, rows, replace=False)) if rows < n else slice(None)
             index.train(_normalized(features[pick]))
-            index.nprobe = p["nprobe"]
         made = cls(index, kind, p, {**dict(contract or {}), "dim": dim}, [])
+        made.configure()
         made.add(features, paths if paths is not None else [str(i) for i in range(n)], pids, camids)
         return made
 
@@ -214,6 +247,33 @@ class GalleryIndex:
             self.camids = np.concatenate([old[1], np.asarray(camids if camids is not None else np.full(n, -1),
                                                              np.int64)])
 
+    def configure(self, **search: int) -> None:
+        """Set the search-time parameters (:data:`SEARCH_PARAMS`; omitted ones keep their value):
+        checked like :func:`check_params`, ``nprobe <= nlist``, ``refine`` >= 1 only on an index built
+        with a refinement stage (and 0 never on one); else :class:`GalleryIndexError` naming it."""
+        for key in search:
+            if key not in SEARCH_PARAMS:
+                raise GalleryIndexError(f"index parameter '{key}' cannot change at search time; "
+                                        f"{', '.join(SEARCH_PARAMS)} can")
+        check_params(self.kind, search)
+        if "nprobe" in search and search["nprobe"] > self.params["nlist"]:
+            raise GalleryIndexError(f"index parameter 'nprobe' ({search['nprobe']}) exceeds nlist "
+                                    f"({self.params['nlist']})")
+        if "refine" in search and bool(search["refine"]) != bool(self.params.get("refine")):
+            raise GalleryIndexError("index parameter 'refine' must be >= 1: the index re-ranks with its refine codes"
+                                    if self.params.get("refine") else
+                                    "index parameter 'refine' needs a refinement stage; this index was built "
+                                    "without one (rebuild it with refine >= 1)")
+        self.params = {**self.params, **{k: int(v) for k, v in search.items()}}
+        base = self.index
+        if self.params.get("refine"):
+            base.k_factor = float(self.params["refine"])
+            base = import_faiss().downcast_index(base.base_index)
+        if "nprobe" in self.params:
+            base.nprobe = self.params["nprobe"]
+        if "ef_search" in self.params:
+            base.hnsw.efSearch = self.params["ef_search"]
+
     def check(self, contract: Mapping[str, Any], where: str = "index") -> None:
         """Refuse features whose ``contract`` (``dim`` and the ``config`` / ``weights`` hashes)
         differs from the one this index was built with: one :class:`GalleryIndexError` line."""
@@ -225,7 +285,8 @@ class GalleryIndex:
 
     def search(self, query: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(distances ``1 - cos`` [Q, k'], gallery rows [Q, k'] int64), nearest first, ``k' = min(k, N)``
-        for ``query`` [Q, D]; with ``hnsw`` the search keeps ``max(ef_search, k)`` candidates."""
+        for ``query`` [Q, D]; with ``hnsw`` the search keeps ``max(ef_search, k)`` candidates; with a
+        refinement stage the distances are those of the refine codes (``sq8``: approximate)."""
         q = _normalized(np.asarray(query))
         if q.ndim != 2 or q.shape[1] != self.dim:
             raise GalleryIndexError(f"queries have shape {list(q.shape)}, the index holds {self.dim}-dimensional "
@@ -280,7 +341,9 @@ class GalleryIndex:
         if index.ntotal != meta["count"] or len(paths) != meta["count"]:
             raise GalleryIndexError(f"{path}: damaged ({index.ntotal} vectors, {len(paths)} paths, "
                                     f"meta says {meta['count']})")
-        return cls(index, meta["kind"], meta["params"], meta["contract"], paths, pids, camids)
+        made = cls(index, meta["kind"], meta["params"], meta["contract"], paths, pids, camids)
+        made.configure()
+        return made
 
     def nbytes(self) -> int:
         """Bytes of the serialised faiss index (the vectors, codes, lists and graph)."""
