@@ -62,6 +62,12 @@ def pct(metrics: dict | None, key: str) -> str:
     return "-" if value is None else f"{100 * value:.1f}"
 
 
+def rate(images_per_s: float) -> str:
+    """Images per second: whole numbers from 10 up, two significant digits below (a starved run's 0.3
+    must not print as 0)."""
+    return f"{images_per_s:.0f}" if images_per_s >= 10 else f"{images_per_s:.2g}"
+
+
 def load_pair(r: dict) -> str:
     """'start / end' 1-minute load averages of a run ('-' for records written before they were kept)."""
     if not r.get("load_start") or not r.get("load_end"):
@@ -80,7 +86,7 @@ def table(rows: list[dict], device: str) -> str:
             f"| {r['name']} | {r.get('framework', 'reid')} | {r['init']} | {r['epochs']} | {r['size']} | "
             f"{r.get('iterations', '-')} | {pct(b, 'rank1')} / {pct(b, 'mAP')} | {pct(f, 'rank1')} | "
             f"{pct(f, 'rank5')} | {pct(f, 'mAP')} | {pct(f, 'mINP')} | {r['wall_s'] / 60:.1f} | "
-            f"{r['images_per_s']:.0f} | {load_pair(r)} |")
+            f"{rate(r['images_per_s'])} | {load_pair(r)} |")
     peers = [r for r in rows if "reid_eval" in r]
     if peers:
         lines.append("")

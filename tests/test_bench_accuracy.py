@@ -167,3 +167,10 @@ def test_failed_peer_is_a_user_error(tmp_path):
     exe.chmod(exe.stat().st_mode | stat.S_IXUSR)
     with pytest.raises(bench.UserError, match="exit 3"):
         bench.train_peer(load(BOT, "model.backbone.pretrained=false"), tmp_path / "run", exe, "cpu", 0)
+
+
+def test_a_starved_runs_rate_is_not_printed_as_zero():
+    """A run starved by a loaded machine (0.3 images/s) printed "0" and failed the table's img/s > 0
+    check on a loaded CI machine; rates below 10 keep two significant digits."""
+    rate = bench_module().rate
+    assert [rate(v) for v in (0.31, 0.004, 9.96, 123.4)] == ["0.31", "0.004", "10", "123"]
