@@ -122,14 +122,14 @@ TIE = 0.01
 def parse_spec(spec: str) -> tuple[str, dict[str, int | str], list[dict[str, int]]]:
     """``"ivfpq:nlist=1024,nprobe=8/16,refine=4,refine_codes=sq8"`` -> (kind, build parameters, one
     dict per search setting of :data:`reid.inference.index.SEARCH_PARAMS`)."""
-    from reid.inference.index import SEARCH_PARAMS
+    from reid.inference.index import CHOICES, SEARCH_PARAMS
 
     kind, _, rest = spec.partition(":")
     params: dict[str, int | str] = {}
     sweep: list[dict[str, int]] = [{}]
     for item in filter(None, rest.split(",")):
         key, _, value = item.partition("=")
-        if key == "refine_codes":
+        if key in CHOICES:
             params[key] = value
             continue
         values = [int(v) for v in value.split("/")]
@@ -215,6 +215,7 @@ def compare(args) -> int:
             tied = np.mean((found >= exact_cos[:, k - 1:k] - TIE) & (got >= 0))  # -1: fewer than k found
             off = {"spherical"} if not index.params.get("spherical") else set()
             off |= {"refine", "refine_codes"} if not index.params.get("refine") else set()
+            off |= {"codes"} if index.params.get("codes") == "flat" else set()  # the default graph: as before
             shown = {a: b for a, b in {**index.params, **setting}.items() if a not in off}  # stages off: not shown
             name = kind + (" " + " ".join(f"{a}={b}" for a, b in shown.items()) if shown else "")
             print(f"| {name} | {build_s:.1f} | {1000 * s / len(query):.3f} | {len(query) / s:.0f} | "

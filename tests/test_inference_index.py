@@ -44,6 +44,7 @@ def recall(got: np.ndarray, want: np.ndarray) -> float:
     ("ivf", {"nlist": 32, "nprobe": 4}, 0.9),
     ("ivfpq", {"nlist": 16, "nprobe": 8, "m": 8, "nbits": 6}, 0.6),
     ("hnsw", {"M": 8, "ef_construction": 20, "ef_search": 16}, 0.95),
+    ("hnsw", {"M": 8, "ef_construction": 20, "ef_search": 16, "codes": "sq8"}, 0.9),  # 8-bit nodes
 ])
 def test_each_kind_against_the_exact_search(data, kind, params, floor):
     gallery, query, want_d, want_i = data
@@ -129,6 +130,29 @@ def test_save_load_and_add(data, tmp_path):
         GalleryIndex.load(tmp_path / "bad.index")
 
 
+def test_hnsw_with_8_bit_codes(data, tmp_path):
+    """codes=sq8: the graph's nodes hold D bytes instead of 4 D; distances within 8-bit rounding of the
+    exact ones; saved, loaded and added to like the float graph."""
+    gallery, query, want_d, want_i = data
+    params = {"M": 8, "ef_construction": 40, "ef_search": 64}
+    small = GalleryIndex.build(gallery[:2000], "hnsw", {**params, "codes": "sq8"}, CONTRACT)
+    full = GalleryIndex.build(gallery, "hnsw", params, CONTRACT)
+    assert type(small.index).__name__ == "IndexHNSWSQ" and small.params["codes"] == "sq8"
+    small.save(tmp_path / "sq.index")
+    loaded = GalleryIndex.load(tmp_path / "sq.index")
+    loaded.add(gallery[2000:], [str(i) for i in range(2000, 3000)])
+    assert loaded.params == {**params, "codes": "sq8", "refine": 0} and len(loaded) == 3000
+    dist, idx = loaded.search(query, 10)
+    assert recall(idx, want_i) >= 0.9
+    exact = 1 - np.einsum("qd,qkd->qk", query / np.linalg.norm(query, axis=1, keepdims=True),
+                          (gallery / np.linalg.norm(gallery, axis=1, keepdims=True))[idx])
+    # 8-bit codes: approximate, not wrong (their ranges come from the first 2000 rows; a later row
+    # outside them is clipped, here by up to 0.02)
+    np.testing.assert_allclose(dist, exact, atol=0.04)
+    per_row = {name: i.nbytes() / len(i) for name, i in (("sq8", loaded), ("flat", full))}
+    assert per_row["flat"] - per_row["sq8"] > 0.7 * 3 * 32  # 4 D -> D bytes a vector (plus the same links)
+
+
 def test_another_models_features_are_refused(data):
     index = GalleryIndex.build(data[0][:500], "flat", {}, CONTRACT)
     index.check({**CONTRACT, "dim": 32})
@@ -149,6 +173,8 @@ def test_another_models_features_are_refused(data):
     ("ivf", {"refine_codes": "sq8"}, "'refine_codes' needs a refinement stage: set refine >= 1"),
     ("ivfpq", {"refine": 2, "refine_codes": "pq"}, "'refine_codes' must be one of flat, sq8, got 'pq'"),
     ("ivf", {"spherical": 2}, "'spherical' must be in \\[0, 1\\], got 2"),
+    ("hnsw", {"codes": "pq"}, "'codes' must be one of flat, sq8, got 'pq'"),
+    ("ivfpq", {"codes": "sq8"}, "'codes' does not apply to 'ivfpq'"),
     ("flat", {"refine": 2}, "'refine' does not apply to 'flat'"),
 ])
 def test_parameters_are_checked(kind, params, message):
@@ -227,6 +253,12 @@ def test_index_and_search_tools(monkeypatch, tmp_path, capsys):
     with pytest.raises(UserError, match="--refine-codes needs a refinement stage"):
         tool("index", monkeypatch, "--features", str(tmp_path / "g.npz"), "--out", str(index), "--index", "ivf",
              "--refine-codes", "sq8")
+    assert tool("index", monkeypatch, "--features", str(tmp_path / "g.npz"), "--out", str(tmp_path / "q.index"),
+                "--index", "hnsw", "--hnsw-m", "4", "--hnsw-codes", "sq8") == 0
+    assert GalleryIndex.load(tmp_path / "q.index").params["codes"] == "sq8"
+    with pytest.raises(UserError, match="--hnsw-codes does not apply to --index ivf"):
+        tool("index", monkeypatch, "--features", str(tmp_path / "g.npz"), "--out", str(index), "--index", "ivf",
+             "--hnsw-codes", "sq8")
     with pytest.raises(UserError, match="--spherical does not apply to --index hnsw"):
         tool("index", monkeypatch, "--features", str(tmp_path / "g.npz"), "--out", str(index), "--index", "hnsw",
              "--spherical")

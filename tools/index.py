@@ -30,9 +30,9 @@ from reid.cli import config_parser, device, positive_int, run  # noqa: E402
 #: Option -> index parameter (reid.inference.index.PARAMS).
 OPTIONS = {"nlist": "nlist", "nprobe": "nprobe", "pq_m": "m", "pq_nbits": "nbits", "hnsw_m": "M",
            "ef_construction": "ef_construction", "ef_search": "ef_search", "refine": "refine",
-           "refine_codes": "refine_codes", "spherical": "spherical"}
+           "refine_codes": "refine_codes", "spherical": "spherical", "hnsw_codes": "codes"}
 #: Options that are not positive integers (added separately below).
-SPECIAL = ("refine_codes", "spherical")
+SPECIAL = ("refine_codes", "spherical", "hnsw_codes")
 
 
 def main() -> int:
@@ -59,6 +59,9 @@ def main() -> int:
                             help=helps[option])
     parser.add_argument("--refine-codes", choices=("flat", "sq8"), default=None,
                         help="with --refine: the re-ranking copy, float32 (flat) or 8-bit (sq8) (default flat)")
+    parser.add_argument("--hnsw-codes", choices=("flat", "sq8"), default=None,
+                        help="hnsw: the vectors its nodes hold, float32 (flat) or 8-bit (sq8: 4x smaller, "
+                             "approximate distances) (default flat)")
     parser.add_argument("--spherical", action="store_const", const=1, default=None,
                         help="ivf/ivfpq: train the lists with spherical k-means")
     parser.add_argument("--batch-size", type=positive_int, default=None, help="--images: images per forward pass")

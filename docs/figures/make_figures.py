@@ -1,12 +1,16 @@
 #!/usr/bin/env python
 """Regenerate the figures of docs/figures/ (README "Visualising") with tools/visualize.py.
 
-    python docs/figures/make_figures.py --global-run RUN_A --laganet-run RUN_B [--out docs/figures]
+    python docs/figures/make_figures.py --runs RUN_A RUN_B --names NAME_A NAME_B [--laganet-run RUN_L]
+        [--out docs/figures]
 
-RUN_A / RUN_B: run folders of the LAGA-Net ladder's global rung and full LAGA-Net on the Market-1501
-mini set (how the committed figures were made: docs/figures/README.md). The commands are the ones a
-user types; they run in one process so that each checkpoint is evaluated once. The attention grids
-of RGA-Net, MMGA and LAG-Net use random-init ResNet-18 networks at 64x32 (no trained run of theirs).
+RUN_A / RUN_B: the two runs the ranked lists, CMC curves and per-query rows compare (the committed
+figures: BoT-MobileNetV2 on the real Market-1501 mini set from ImageNet weights and from random
+init, scripts/bench_accuracy.py --random-init; docs/figures/README.md); the training curves are
+RUN_A's. RUN_L: a LAGA-Net run whose SAM-RPE attention is drawn; with it, also the attention grids of
+RGA-Net, MMGA and LAG-Net as random-init ResNet-18 networks at 64x32 (no trained run of theirs).
+Without it the attention figures are left as they are. The commands are the ones a user types; they
+run in one process so that each checkpoint is evaluated once.
 """
 from __future__ import annotations
 
@@ -41,8 +45,9 @@ def random_init_checkpoint(name: str, folder: Path) -> Path:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    ap.add_argument("--global-run", required=True)
-    ap.add_argument("--laganet-run", required=True)
+    ap.add_argument("--runs", nargs=2, required=True, metavar="RUN", help="the two runs compared")
+    ap.add_argument("--names", nargs=2, required=True, metavar="NAME", help="their names in the figures")
+    ap.add_argument("--laganet-run", help="a LAGA-Net run for the attention figures (else they are kept)")
     ap.add_argument("--out", default=str(ROOT / "docs" / "figures"))
     args = ap.parse_args()
     spec = importlib.util.spec_from_file_location("visualize", ROOT / "tools" / "visualize.py")
@@ -50,18 +55,19 @@ def main() -> int:
     spec.loader.exec_module(vis)
     out = Path(args.out)
     images = [str(MINI / "query" / q) for q in QUERIES]
-    runs = [args.global_run, args.laganet_run]
+    runs, names = args.runs, args.names
     commands = [
-        ["curves", "--run", args.global_run, "--out", f"{out}/curves.png"],
-        ["cmc", "--runs", *runs, "--names", "global rung", "LAGA-Net", "--evaluate", "--out", f"{out}/cmc.png"],
-        ["ranked", "--checkpoints", *runs, "--names", "global rung", "LAGA-Net", "--queries", "4", "--topk", "8",
+        ["curves", "--run", runs[0], "--out", f"{out}/curves.png"],
+        ["cmc", "--runs", *runs, "--names", *names, "--evaluate", "--out", f"{out}/cmc.png"],
+        ["ranked", "--checkpoints", *runs, "--names", *names, "--queries", "4", "--topk", "8",
          "--out", f"{out}/ranked.png"],
         ["per-dataset", "--runs", *runs, "--topk", "8", "--out", f"{out}/per_dataset.png"],
-        ["attention", "--checkpoint", f"{args.laganet_run}/checkpoints/best.pth", "--images", *images,
-         "--query-positions", "0.3,0.5", "0.75,0.5", "--out", f"{out}/attention_laganet.png"],
     ]
+    if args.laganet_run:
+        commands.append(["attention", "--checkpoint", f"{args.laganet_run}/checkpoints/best.pth", "--images", *images,
+                         "--query-positions", "0.3,0.5", "0.75,0.5", "--out", f"{out}/attention_laganet.png"])
     with tempfile.TemporaryDirectory() as tmp:
-        for name in ("rganet", "mmga", "lagnet"):
+        for name in ("rganet", "mmga", "lagnet") if args.laganet_run else ():
             commands.append(["attention", "--checkpoint", str(random_init_checkpoint(name, Path(tmp))),
                              "--images", *images[:2], "--out", f"{out}/attention_{name}_random_init.png"])
         for argv in commands:

@@ -2,8 +2,9 @@
 
 Kinds: ``flat`` (exact, the baseline), ``ivf`` (inverted lists of full vectors: ``nlist``,
 ``nprobe``), ``ivfpq`` (inverted lists of product-quantised codes, ``m`` sub-vectors of ``nbits``
-bits each: ``D * 4 / m`` times smaller than ``ivf``), ``hnsw`` (a graph of full vectors: ``M``
-links per node, ``ef_construction``, ``ef_search``). ``ivf`` / ``ivfpq`` train their lists with plain
+bits each: ``D * 4 / m`` times smaller than ``ivf``), ``hnsw`` (a graph: ``M`` links per node,
+``ef_construction``, ``ef_search``; its nodes hold ``codes`` ``flat``, float32 vectors, ``4 D`` bytes
+each, or ``sq8``, 8-bit scalar-quantised vectors, ``D`` bytes each, whose distances are approximate). ``ivf`` / ``ivfpq`` train their lists with plain
 k-means on the inner product, or spherical k-means (``spherical=1``: centroids kept on the sphere).
 A refinement stage (``refine=R`` >= 1, any approximate kind) keeps a second copy of the vectors,
 ``refine_codes`` ``flat`` (float32, exact: ``4 D`` bytes a vector) or ``sq8`` (8-bit scalar
@@ -42,12 +43,12 @@ PARAMS: dict[str, dict[str, int | str | None]] = {
     "flat": {},
     "ivf": {"nlist": None, "nprobe": 16, "spherical": 0, **REFINE},
     "ivfpq": {"nlist": None, "nprobe": 16, "m": None, "nbits": 8, "spherical": 0, **REFINE},
-    "hnsw": {"M": 32, "ef_construction": 80, "ef_search": 64, **REFINE},
+    "hnsw": {"M": 32, "ef_construction": 80, "ef_search": 64, "codes": "flat", **REFINE},
 }
 #: Parameters that may change at search time (:meth:`GalleryIndex.configure`).
 SEARCH_PARAMS = ("nprobe", "ef_search", "refine")
 #: Parameters that take one of a few words instead of an integer.
-CHOICES = {"refine_codes": ("flat", "sq8")}
+CHOICES = {"refine_codes": ("flat", "sq8"), "codes": ("flat", "sq8")}
 #: Training rows per inverted list used to fit the coarse quantiser (faiss warns below 39).
 TRAIN_PER_LIST = 64
 #: Rows normalised and added per step (bounded memory for memory-mapped galleries).
@@ -187,7 +188,8 @@ class GalleryIndex:
         if kind == "flat":
             index = faiss.IndexFlatIP(dim)
         elif kind == "hnsw":
-            index = faiss.IndexHNSWFlat(dim, p["M"], ip)
+            index = (faiss.IndexHNSWFlat(dim, p["M"], ip) if p["codes"] == "flat" else
+                     faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_8bit, p["M"], ip))
             index.hnsw.efConstruction = p["ef_construction"]
         else:
             quantizer = faiss.IndexFlatIP(dim)
@@ -209,7 +211,7 @@ class GalleryIndex:
             index.this.disown()
             index = wrapped
         if not index.is_trained:
-            rows = min(n, TRAIN_PER_LIST * p.get("nlist", 1024))  # hnsw + sq8: 65,536 rows for its ranges
+            rows = min(n, TRAIN_PER_LIST * p.get("nlist", 1024))  # sq8 codes: 65,536 rows for their ranges
             pick = np.sort(np.random.default_rng(seed).choice(n, rows, replace=False)) if rows < n else slice(None)
             index.train(_normalized(features[pick]))
         made = cls(index, kind, p, {**dict(contract or {}), "dim": dim}, [])
