@@ -4,11 +4,12 @@ Kinds: ``flat`` (exact, the baseline), ``ivf`` (inverted lists of full vectors: 
 ``nprobe``), ``ivfpq`` (inverted lists of product-quantised codes, ``m`` sub-vectors of ``nbits``
 bits each: ``D * 4 / m`` times smaller than ``ivf``), ``hnsw`` (a graph: ``M`` links per node,
 ``ef_construction``, ``ef_search``; its nodes hold ``codes`` ``flat``, float32 vectors, ``4 D`` bytes
-each, or ``sq8``, 8-bit scalar-quantised vectors, ``D`` bytes each, whose distances are approximate). ``ivf`` / ``ivfpq`` train their lists with plain
-k-means on the inner product, or spherical k-means (``spherical=1``: centroids kept on the sphere).
-A refinement stage (``refine=R`` >= 1, any approximate kind) keeps a second copy of the vectors,
-``refine_codes`` ``flat`` (float32, exact: ``4 D`` bytes a vector) or ``sq8`` (8-bit scalar
-quantised, ``D`` bytes); a search takes ``k * R`` candidates from the index and re-ranks them with
+each, or ``sq8``, 8-bit scalar-quantised vectors, ``D`` bytes each, whose distances are
+approximate). ``ivf`` / ``ivfpq`` train their lists with plain k-means on the inner product, or
+spherical k-means (``spherical=1``: centroids kept on the sphere). A refinement stage
+(``refine=R`` >= 1, any approximate kind) keeps a second copy of the vectors, ``refine_codes``
+``flat`` (float32, exact: ``4 D`` bytes a vector) or ``sq8`` (8-bit scalar quantised, ``D``
+bytes); a search takes ``k * R`` candidates from the index and re-ranks them with
 that copy. ``nprobe``, ``ef_search`` and ``refine`` can be changed at search time
 (:meth:`GalleryIndex.configure`). Every index ranks by cosine similarity as the
 inner product of L2-normalised features: rows are normalised (a float32 copy, chunk by chunk) when
