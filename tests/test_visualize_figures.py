@@ -15,6 +15,7 @@ from PIL import Image
 from reid.config import load_config
 from reid.engine.checkpoint import save_checkpoint, to_plain
 from reid.models import build_model
+from reid.registry import UserError
 from reid.visualize.figures import INSTALL_HINT, PlotUnavailable, attention_grid_size, require_matplotlib
 from reid.visualize.runs import metrics_cmc, read_scalars, training_series
 
@@ -148,7 +149,10 @@ def test_ranked_per_dataset_and_cmc_commands_draw_the_rankings(monkeypatch, tmp_
     ck.write_bytes(b"")
     for argv in (["ranked", "--checkpoints", str(ck), str(ck), "--queries", "2", "--topk", "3"],
                  ["per-dataset", "--runs", str(ck), str(ck), "--topk", "3"],
+                 ["per-dataset", "--runs", str(ck), str(ck), "--names", "a long name for the first run", "B"],
                  ["cmc", "--runs", str(ck), str(ck), "--names", "A", "B", "--evaluate", "--max-rank", "4"]):
         out = tmp_path / f"{argv[0]}.png"
         assert cli.main([*argv, "--out", str(out)]) == 0
         assert out.stat().st_size > 0
+    with pytest.raises(UserError, match="--names: 1 names for 2 runs"):
+        cli.main(["per-dataset", "--runs", str(ck), str(ck), "--names", "A", "--out", str(tmp_path / "x.png")])

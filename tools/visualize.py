@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("per-dataset", "one query per data set, one row per run")
     p.add_argument("--runs", nargs="+", required=True)
+    p.add_argument("--names", nargs="+", help="one name per run for the row labels (default: the run folders)")
     p.add_argument("--query-index", type=nonneg_int, default=0, help="which query with a true match (0: the first)")
     p.add_argument("--topk", type=positive_int, default=10)
 
@@ -126,15 +127,18 @@ def per_dataset(args) -> Path:
     from reid.visualize.ranking import rank_checkpoint
     from reid.visualize.runs import run_checkpoint, run_folder
 
+    names = args.names or [run_folder(r).name for r in args.runs]
+    if len(names) != len(args.runs):
+        raise UserError(f"--names: {len(names)} names for {len(args.runs)} runs")
     rows, labels = [], []
-    for run_path in args.runs:
+    for name, run_path in zip(names, args.runs):
         r = rank_checkpoint(run_checkpoint(run_path), args.overrides, args.device)
         valid = r.valid_queries().nonzero()[0]
         if len(valid) == 0:
             raise UserError(f"{run_path}: no query has a true match")
         q = int(valid[min(args.query_index, len(valid) - 1)])
         rows.append(r.grid([q], args.topk))
-        labels.append(f"{r.dataset.name}\n{run_folder(run_path).name}\n({r.cfg.model.name})")
+        labels.append(f"{r.dataset.name}\n{name}\n({r.cfg.model.name})")
     return stacked_rows_figure(rows, labels, args.out)
 
 

@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import shlex
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-MINI = ROOT.parent / "shared" / "data" / "market1501-mini" / "Market-1501-v15.09.15"
+DATA_ROOT = ROOT.parent / "shared" / "data" / "market1501-mini"
+MINI = DATA_ROOT / "Market-1501-v15.09.15"
 QUERIES = ["0007_c1s6_028546_04.jpg", "0299_c4s5_007429_01.jpg", "0788_c6s2_106643_01.jpg"]
 
 
@@ -48,6 +50,8 @@ def main() -> int:
     ap.add_argument("--runs", nargs=2, required=True, metavar="RUN", help="the two runs compared")
     ap.add_argument("--names", nargs=2, required=True, metavar="NAME", help="their names in the figures")
     ap.add_argument("--laganet-run", help="a LAGA-Net run for the attention figures (else they are kept)")
+    ap.add_argument("--data-root", default=str(DATA_ROOT),
+                    help="dataset.root of the runs' data set (a checkpoint stores no path; default: the mini set)")
     ap.add_argument("--out", default=str(ROOT / "docs" / "figures"))
     args = ap.parse_args()
     spec = importlib.util.spec_from_file_location("visualize", ROOT / "tools" / "visualize.py")
@@ -55,13 +59,13 @@ def main() -> int:
     spec.loader.exec_module(vis)
     out = Path(args.out)
     images = [str(MINI / "query" / q) for q in QUERIES]
-    runs, names = args.runs, args.names
+    runs, names, data = args.runs, args.names, f"dataset.root={args.data_root}"
     commands = [
         ["curves", "--run", runs[0], "--out", f"{out}/curves.png"],
-        ["cmc", "--runs", *runs, "--names", *names, "--evaluate", "--out", f"{out}/cmc.png"],
+        ["cmc", "--runs", *runs, "--names", *names, "--evaluate", "--out", f"{out}/cmc.png", data],
         ["ranked", "--checkpoints", *runs, "--names", *names, "--queries", "4", "--topk", "8",
-         "--out", f"{out}/ranked.png"],
-        ["per-dataset", "--runs", *runs, "--topk", "8", "--out", f"{out}/per_dataset.png"],
+         "--out", f"{out}/ranked.png", data],
+        ["per-dataset", "--runs", *runs, "--names", *names, "--topk", "8", "--out", f"{out}/per_dataset.png", data],
     ]
     if args.laganet_run:
         commands.append(["attention", "--checkpoint", f"{args.laganet_run}/checkpoints/best.pth", "--images", *images,
@@ -71,7 +75,7 @@ def main() -> int:
             commands.append(["attention", "--checkpoint", str(random_init_checkpoint(name, Path(tmp))),
                              "--images", *images[:2], "--out", f"{out}/attention_{name}_random_init.png"])
         for argv in commands:
-            print("$ python tools/visualize.py " + " ".join(argv), flush=True)
+            print("$ python tools/visualize.py " + shlex.join(argv), flush=True)
             vis.main(argv)
     return 0
 

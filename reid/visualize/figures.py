@@ -142,9 +142,11 @@ def ranked_pair_figure(grids: Sequence[np.ndarray], titles: Sequence[str], path:
 
 
 def stacked_rows_figure(rows: Sequence[np.ndarray], labels: Sequence[str], path: str | Path) -> Path:
-    """Ranked-list rows (uint8 [h, w, 3]) stacked vertically, each with its label on the left."""
+    """Ranked-list rows (uint8 [h, w, 3]) stacked vertically, each with its label on the left (a
+    column wide enough for the longest label line)."""
     plt = require_matplotlib()
-    label_w, gap = 150, 6
+    longest = max((len(line) for label in labels for line in label.splitlines()), default=0)
+    label_w, gap = max(150, 6 * longest + 12), 6  # 7-point text: under 6 pixels a character at DPI 100
     w = max(r.shape[1] for r in rows) + label_w
     h = sum(r.shape[0] for r in rows) + gap * (len(rows) - 1)
     fig = plt.figure(figsize=(w / DPI, h / DPI), dpi=DPI)
