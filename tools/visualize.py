@@ -4,7 +4,7 @@
     python tools/visualize.py attention --checkpoint CK --images IMG [IMG ...] --out FILE.png
                               [--query-positions R,C ...] [--las-top K] [--cam-target class|norm]
     python tools/visualize.py ranked --checkpoints CK_A CK_B --out FILE.png [--queries N] [--topk K]
-    python tools/visualize.py per-dataset --runs RUN [RUN ...] --out FILE.png [--topk K]
+    python tools/visualize.py per-dataset --runs RUN [RUN ...] --out FILE.png [--names NAME ...] [--topk K]
     python tools/visualize.py cmc --runs RUN [RUN ...] --out FILE.png [--evaluate] [--max-rank R]
     python tools/visualize.py curves --run RUN --out FILE.png
 
