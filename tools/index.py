@@ -87,7 +87,8 @@ def main() -> int:
         for opt in given:
             if OPTIONS[opt] not in PARAMS[kind]:
                 takes = [f"--{o.replace('_', '-')}" for o, p in OPTIONS.items() if p in PARAMS[kind]]
-                raise UserError(f"--{opt.replace('_', '-')} does not apply to --index {kind}; "
+                raise UserError(f"--{opt.replace('_', '-')} does not apply to --index {kind}"
+                                f"{'' if args.index else ' (the default; name another with --index)'}; "
                                 f"it takes {', '.join(takes) or 'no parameters'}")
         index, where = None, f"--out {args.out}"
         try:
