@@ -5,7 +5,8 @@ partial one, and concurrent writers of one path never mix their bytes. The data 
 named temporary file next to the target (``.NAME.PID.RANDOM.tmp``), is flushed and ``fsync``-ed,
 renamed over the target, and the folder is ``fsync``-ed so that the rename itself survives a power
 loss. The temporary file of a writer that was killed (SIGKILL, power loss) is removed by
-:func:`remove_stale_temporaries` once its process is gone.
+:func:`remove_stale_temporaries` once its process is gone; so is a :func:`temporary_folder` (a
+folder filled and then renamed into place: a generated or extracted data set).
 
 **Operating-system errors** (permission denied, read-only file system, missing, not a folder, is a
 folder, no space, quota) become a :class:`PathError`: one line ``PATH: <what failed>: <cause in
@@ -18,6 +19,7 @@ import errno
 import os
 import re
 import secrets
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator, Mapping
@@ -120,9 +122,22 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def temporary_folder(path: str | os.PathLike, what: str = "a temporary folder") -> Path:
+    """A new empty folder next to ``path``, named like the temporary files (:func:`temporary_path`),
+    to fill and then rename onto ``path``. The temporaries of killed processes in that folder are
+    removed first (:func:`remove_stale_temporaries`); an OS error is a :class:`PathError`."""
+    path = Path(path)
+    remove_stale_temporaries(path.parent)
+    tmp = temporary_path(path)
+    with os_errors(path.parent, f"cannot create {what}"):
+        tmp.mkdir()
+    return tmp
+
+
 def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
-    """Remove the temporary files of :func:`atomic_file` in ``folder`` whose writing process is
-    no longer running (killed mid-write); returns those removed. Live writers' files are kept."""
+    """Remove the temporary files of :func:`atomic_file` and the folders of :func:`temporary_folder`
+    in ``folder`` whose writing process is no longer running (killed mid-write); returns those
+    removed. Live writers' temporaries are kept."""
     folder = Path(folder)
     removed = []
     try:
@@ -131,12 +146,18 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
         return removed
     for entry in entries:
         found = TEMPORARY.match(entry.name)
-        if found and entry.is_file(follow_symlinks=False) and not _alive(int(found.group("pid"))):
-            try:
+        if not found or _alive(int(found.group("pid"))):
+            continue
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            elif entry.is_file(follow_symlinks=False):
                 os.unlink(entry.path)
-                removed.append(folder / entry.name)
-            except OSError:
-                pass
+            else:
+                continue
+            removed.append(folder / entry.name)
+        except OSError:
+            pass
     return removed
 
 

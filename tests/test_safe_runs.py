@@ -128,6 +128,24 @@ def test_stale_temporaries_of_dead_writers_are_removed_and_live_ones_kept(tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live, "notes.tmp"])
 
 
+def test_a_killed_data_set_generation_leaves_no_folder_behind(tmp_path):
+    """A synthetic set generated (or CUHK03 extracted) into a temporary folder by a process that was
+    killed leaves that folder; the next generation beside it removes it and keeps a live one's."""
+    from reid.data.datasets.synthetic import synthetic
+
+    dead = tmp_path / f".synthetic-0123456789ab.{dead_pid()}.0123abcd.tmp"
+    live = tmp_path / f".synthetic-ba9876543210.{os.getpid()}.0123abcd.tmp"
+    for folder in (dead, live):
+        (folder / "Market-1501-v15.09.15").mkdir(parents=True)
+        (folder / "Market-1501-v15.09.15" / "0001_c1s1_000001_00.jpg").write_bytes(b"half an image")
+    ds = synthetic(str(tmp_path), num_ids=2, num_test_ids=2, images_per_id=4, cameras=2, height=16, width=8,
+                   query_per_id=1, masks=False)
+    assert len(ds.train) == 8
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == sorted([live.name, next(p.name for p in tmp_path.iterdir() if p.name.startswith("synthetic-"))])
+    assert remove_stale_temporaries(tmp_path) == []  # the live process's folder is kept
+
+
 def test_an_output_that_is_an_input_is_refused(tmp_path):
     ck = tmp_path / "ck.pth"
     ck.write_bytes(b"weights")

@@ -14,12 +14,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Literal, get_args
 
 import numpy as np
 
+from reid.atomic_io import temporary_folder
 from reid.checks import Count
 from reid.registry import DATASETS, suggestion
 
@@ -79,7 +79,7 @@ def extract_images(mat_path: Path, kind: str, out: Path) -> Path:
 
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+        tmp = temporary_folder(out)  # a killed extraction's is removed first
     except OSError as exc:
         raise DatasetError(f"CUHK03: cannot extract images of {mat_path} to {out} (needs write access): {exc}") from exc
     try:

@@ -10,10 +10,9 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
-from reid.atomic_io import make_folder, os_errors
+from reid.atomic_io import make_folder, temporary_folder
 from reid.checks import Count, Dim, Prob, Seed
 from reid.registry import DATASETS
 
@@ -57,8 +56,7 @@ def synthetic(
     folder = Path(root).expanduser() / f"synthetic-{key}"
     if not (folder / MARKET_DIR).is_dir():
         make_folder(folder.parent, "dataset.root")
-        with os_errors(folder.parent, "cannot write the synthetic data set"):
-            tmp = Path(tempfile.mkdtemp(prefix=f".synthetic-{key}-", dir=folder.parent))
+        tmp = temporary_folder(folder, "the synthetic data set")  # a killed run's is removed first
         try:
             generate_market(tmp / MARKET_DIR, **{k: v for k, v in params.items() if k != "version"})
             (tmp / "params.json").write_text(json.dumps(params, indent=1))
